@@ -1,0 +1,2 @@
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable, unsafe, or does not fit the model."""

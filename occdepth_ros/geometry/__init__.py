@@ -1,0 +1,1 @@
+"""Calibration, image transforms, voxel grids and the lift lookups built from them."""

@@ -1,0 +1,239 @@
+"""Stereo rig calibration: KITTI calib.txt files and rectified projection matrices.
+
+Every camera is described the way OccDepth uses it: an intrinsic matrix ``K`` and
+a rigid transform ``T`` from the voxel grid's frame into that camera's rectified
+frame, with ``T = inv(K) @ P @ T_grid_to_ref``. Keeping ``P``'s fourth column in
+``T`` is what puts the right camera at its baseline (OccDepth's calibration fix).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+class CalibrationError(ValueError):
+    """A calibration is missing, malformed or physically impossible."""
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One rectified pinhole camera of the rig, at the network's input resolution."""
+
+    K: np.ndarray  # (3, 3) float64 intrinsics
+    T_grid_to_cam: np.ndarray  # (4, 4) float64 grid frame -> this camera's frame
+    width: int
+    height: int
+
+    @property
+    def P_grid(self) -> np.ndarray:
+        """(3, 4) projection of grid-frame points to pixels."""
+        return self.K @ self.T_grid_to_cam[:3]
+
+
+@dataclass(frozen=True)
+class StereoRig:
+    """The cameras the model looks through, left (reference) first."""
+
+    cameras: tuple[Camera, ...]
+
+    @property
+    def n_views(self) -> int:
+        return len(self.cameras)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width), shared by all views."""
+        return self.cameras[0].height, self.cameras[0].width
+
+    def baseline(self) -> float:
+        """Distance between the first two camera centres, in metres."""
+        if self.n_views < 2:
+            return 0.0
+        c = [np.linalg.inv(cam.T_grid_to_cam)[:3, 3] for cam in self.cameras[:2]]
+        return float(np.linalg.norm(c[0] - c[1]))
+
+
+def _validate_projection(P: np.ndarray, name: str) -> np.ndarray:
+    P = np.asarray(P, dtype=np.float64)
+    if P.shape != (3, 4):
+        raise CalibrationError(f"{name}: expected a 3x4 projection matrix, got shape {P.shape}")
+    if not np.all(np.isfinite(P)):
+        raise CalibrationError(f"{name}: projection matrix has non-finite entries")
+    K = P[:, :3]
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise CalibrationError(f"{name}: focal lengths must be positive (fx={K[0, 0]}, fy={K[1, 1]})")
+    if abs(K[2, 2] - 1.0) > 1e-6 or abs(K[2, 0]) > 1e-9 or abs(K[2, 1]) > 1e-9:
+        raise CalibrationError(f"{name}: last row of K must be [0, 0, 1], got {K[2].tolist()}")
+    if abs(K[1, 0]) > 1e-9:
+        raise CalibrationError(f"{name}: K[1, 0] must be 0 for a rectified camera")
+    return P
+
+
+def _as_rigid(T: np.ndarray, name: str) -> np.ndarray:
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape == (3, 4):
+        T = np.vstack([T, [0.0, 0.0, 0.0, 1.0]])
+    if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+        raise CalibrationError(f"{name}: expected a finite 3x4 or 4x4 transform, got shape {T.shape}")
+    R = T[:3, :3]
+    if not np.allclose(R @ R.T, np.eye(3), atol=1e-4) or np.linalg.det(R) <= 0:
+        raise CalibrationError(f"{name}: rotation part is not a proper rotation")
+    return T
+
+
+def rig_from_projections(
+    projections: Sequence[np.ndarray],
+    T_grid_to_ref: np.ndarray,
+    image_size: tuple[int, int],
+) -> StereoRig:
+    """Build a rig from rectified projection matrices (KITTI P2/P3, CameraInfo.p).
+
+    ``projections`` map points in the common rectified reference frame to pixels;
+    ``T_grid_to_ref`` maps the voxel grid's frame into that reference frame.
+    ``image_size`` is (height, width) of the images the projections belong to.
+    """
+    if len(projections) == 0:
+        raise CalibrationError("at least one camera projection is needed")
+    h, w = int(image_size[0]), int(image_size[1])
+    if h <= 0 or w <= 0:
+        raise CalibrationError(f"image size must be positive, got {image_size}")
+    T_ref = _as_rigid(T_grid_to_ref, "T_grid_to_ref")
+    cams = []
+    for i, P in enumerate(projections):
+        P = _validate_projection(P, f"camera {i}")
+        K = P[:, :3].copy()
+        T = np.eye(4)
+        T[:3] = np.linalg.inv(K) @ P @ T_ref
+        cams.append(Camera(K=K, T_grid_to_cam=T, width=w, height=h))
+    return StereoRig(tuple(cams))
+
+
+@dataclass(frozen=True)
+class StereoCalibration:
+    """Rectified projections of the raw camera images and the grid pose.
+
+    ``projections[i]`` (3x4) map the common rectified frame to raw pixels of view i
+    (KITTI P2/P3, sensor_msgs/CameraInfo.p); ``T_grid_to_ref`` (4x4) maps the voxel
+    grid's frame into that rectified frame; ``image_size`` is the raw (height, width).
+    """
+
+    projections: tuple[np.ndarray, ...]
+    T_grid_to_ref: np.ndarray
+    image_size: tuple[int, int]
+
+    def key(self) -> bytes:
+        parts = [np.asarray(p, np.float64).tobytes() for p in self.projections]
+        parts += [np.asarray(self.T_grid_to_ref, np.float64).tobytes(), np.asarray(self.image_size).tobytes()]
+        return b"".join(parts)
+
+
+# --- KITTI odometry calib.txt -------------------------------------------------
+
+KITTI_MATRIX_KEYS = ("P0", "P1", "P2", "P3", "Tr")
+
+
+def parse_kitti_calib(text: str, source: str = "calib.txt") -> dict[str, np.ndarray]:
+    """Parse KITTI odometry ``calib.txt`` text into 3x4 float64 matrices."""
+    out: dict[str, np.ndarray] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        if ":" not in line:
+            raise CalibrationError(f"{source}:{lineno}: expected 'KEY: v1 ... v12'")
+        key, values = line.split(":", 1)
+        try:
+            nums = np.array([float(v) for v in values.split()], dtype=np.float64)
+        except ValueError as exc:
+            raise CalibrationError(f"{source}:{lineno}: {key} has a non-numeric entry") from exc
+        if nums.size != 12:
+            raise CalibrationError(f"{source}:{lineno}: {key} has {nums.size} numbers, expected 12")
+        out[key.strip()] = nums.reshape(3, 4)
+    return out
+
+
+def read_kitti_calib(path: str | Path) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise CalibrationError(f"calibration file not found: {path}")
+    return parse_kitti_calib(path.read_text(), str(path))
+
+
+def write_kitti_calib(path: str | Path, matrices: dict[str, np.ndarray]) -> None:
+    lines = []
+    for key in KITTI_MATRIX_KEYS:
+        if key in matrices:
+            vals = np.asarray(matrices[key], dtype=np.float64).reshape(-1)[:12]
+            lines.append(f"{key}: " + " ".join(f"{v:.12e}" for v in vals))
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def kitti_stereo_rig(calib: dict[str, np.ndarray], image_size: tuple[int, int]) -> StereoRig:
+    """Left = image_2 (P2), right = image_3 (P3), grid frame = velodyne (Tr)."""
+    missing = [k for k in ("P2", "P3", "Tr") if k not in calib]
+    if missing:
+        raise CalibrationError(f"KITTI calibration lacks {', '.join(missing)}")
+    return rig_from_projections([calib["P2"], calib["P3"]], calib["Tr"], image_size)
+
+
+def kitti_calibration(calib: dict[str, np.ndarray], image_size: tuple[int, int]) -> StereoCalibration:
+    """KITTI odometry: left = image_2 (P2), right = image_3 (P3), grid = velodyne (Tr)."""
+    missing = [k for k in ("P2", "P3", "Tr") if k not in calib]
+    if missing:
+        raise CalibrationError(f"KITTI calibration lacks {', '.join(missing)}")
+    return StereoCalibration((calib["P2"], calib["P3"]), _as_rigid(calib["Tr"], "Tr"), tuple(image_size))
+
+
+# Grid frame (x forward, y left, z up) -> camera optical frame (x right, y down, z forward),
+# both at the same origin: the default pose of the grid for a generic stereo camera.
+GRID_TO_OPTICAL = np.array(
+    [[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+)
+
+
+def _matrix(value, shape: tuple[int, int], name: str, source: str) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.size != shape[0] * shape[1]:
+        raise CalibrationError(f"{source}: {name} needs {shape[0] * shape[1]} numbers, got {arr.size}")
+    return arr.reshape(shape)
+
+
+def stereo_calibration_from_yaml(data: dict, image_size: tuple[int, int], source: str = "calibration") -> StereoCalibration:
+    """Our stereo YAML: left_projection / right_projection (12 numbers each, rectified P
+    of the raw images), optional grid_to_camera (12 or 16 numbers; grid frame -> the
+    left rectified camera; default GRID_TO_OPTICAL), optional image_width/height."""
+    if not isinstance(data, dict):
+        raise CalibrationError(f"{source}: expected a mapping")
+    for key in ("left_projection", "right_projection"):
+        if key not in data:
+            raise CalibrationError(f"{source}: missing {key}")
+    P = tuple(_matrix(data[k], (3, 4), k, source) for k in ("left_projection", "right_projection"))
+    for i, p in enumerate(P):
+        _validate_projection(p, f"{source} camera {i}")
+    T = GRID_TO_OPTICAL
+    if "grid_to_camera" in data:
+        raw = np.asarray(data["grid_to_camera"], dtype=np.float64)
+        T = _as_rigid(raw.reshape(4, 4) if raw.size == 16 else _matrix(raw, (3, 4), "grid_to_camera", source),
+                      f"{source} grid_to_camera")
+    declared = (data.get("image_height"), data.get("image_width"))
+    if all(v is not None for v in declared) and tuple(int(v) for v in declared) != tuple(image_size):
+        raise CalibrationError(
+            f"{source}: calibrated for {declared[1]}x{declared[0]} but the images are {image_size[1]}x{image_size[0]}"
+        )
+    return StereoCalibration(P, T, tuple(image_size))
+
+
+def load_calibration_file(path: str | Path, image_size: tuple[int, int]) -> StereoCalibration:
+    """KITTI ``calib.txt`` or our stereo YAML, for raw images of ``image_size`` (h, w)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CalibrationError(f"calibration file not found: {path}")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        return stereo_calibration_from_yaml(yaml.safe_load(path.read_text()), image_size, str(path))
+    return kitti_calibration(read_kitti_calib(path), image_size)

@@ -1,0 +1,105 @@
+"""StereoInference: the one object the CLI, the ROS node and tools call.
+
+It owns the network, turns a raw calibration into lift lookups (cached while the
+calibration does not change) and validates every input before it reaches the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..geometry.calib import CalibrationError, StereoCalibration, rig_from_projections
+from ..geometry.image_fit import ImageFit
+from ..geometry.lookups import LiftLookup, LiftTensors, build_lift_lookup
+from ..model.occdepth import OccDepth
+from .preprocess import InputError, check_image, to_network_input
+
+
+@dataclass
+class Prediction:
+    labels: np.ndarray  # (X, Y, Z) uint8 class per voxel
+    confidence: np.ndarray  # (X, Y, Z) float32 softmax probability of that class
+    seen: np.ndarray  # (X, Y, Z) bool: inside at least one camera's view (output grid)
+
+
+class StereoInference:
+    def __init__(self, model: OccDepth, device: str | torch.device = "cpu", threads: int | None = None) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = model.eval().to(device)
+        self.cfg = model.cfg
+        self.device = torch.device(device)
+        self._calib_key: bytes | None = None
+        self._lookup: LiftLookup | None = None
+        self._lift: LiftTensors | None = None
+        self._fit: ImageFit | None = None
+
+    # -- calibration ---------------------------------------------------------
+    def set_calibration(self, calib: StereoCalibration) -> LiftLookup:
+        """Build (or reuse) the lift lookups for this calibration."""
+        key = calib.key()
+        if key == self._calib_key and self._lookup is not None:
+            return self._lookup
+        cfg = self.cfg
+        if len(calib.projections) != cfg.n_views:
+            raise CalibrationError(f"model expects {cfg.n_views} cameras, calibration has {len(calib.projections)}")
+        fit = ImageFit(tuple(calib.image_size), (cfg.image.height, cfg.image.width), cfg.image.fit)
+        rig = rig_from_projections([fit.apply_projection(P) for P in calib.projections],
+                                   calib.T_grid_to_ref, fit.dst_size)
+        lookup = build_lift_lookup(rig, cfg)
+        if not lookup.seen.any():
+            raise CalibrationError("no voxel of the grid is visible from any camera; check T_grid_to_ref")
+        self._calib_key, self._lookup, self._fit = key, lookup, fit
+        self._lift = lookup.to_torch(self.device)
+        return lookup
+
+    @property
+    def rig_lookup(self) -> LiftLookup:
+        if self._lookup is None:
+            raise CalibrationError("no calibration set")
+        return self._lookup
+
+    # -- inference -----------------------------------------------------------
+    def prepare(self, images: list[np.ndarray]) -> torch.Tensor:
+        if self._fit is None:
+            raise CalibrationError("set_calibration() must be called before inference")
+        if len(images) != self.cfg.n_views:
+            raise InputError(f"expected {self.cfg.n_views} images, got {len(images)}")
+        names = ["left", "right"] + [f"view{i}" for i in range(2, len(images))]
+        for img, name in zip(images, names):
+            check_image(img, name)
+        shapes = {img.shape for img in images}
+        if len(shapes) != 1:
+            raise InputError("stereo images differ in size: " + ", ".join(f"{s[1]}x{s[0]}" for s in
+                                                                          (i.shape for i in images)))
+        if images[0].shape[:2] != tuple(self._fit.src_size):
+            h, w = self._fit.src_size
+            raise InputError(
+                f"images are {images[0].shape[1]}x{images[0].shape[0]} but the calibration is for {w}x{h}"
+            )
+        batch = torch.stack([to_network_input(img, self._fit, self.cfg.image) for img in images])
+        return batch.unsqueeze(0).to(self.device)
+
+    @torch.inference_mode()
+    def logits(self, images: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        return self.model(self.prepare(images), self._lift)
+
+    def predict(self, images: list[np.ndarray]) -> Prediction:
+        out = self.logits(images)
+        prob = out["ssc_logit"][0].softmax(dim=0)
+        conf, labels = prob.max(dim=0)
+        return Prediction(
+            labels=labels.to(torch.uint8).cpu().numpy(),
+            confidence=conf.float().cpu().numpy(),
+            seen=self.seen_mask(),
+        )
+
+    def seen_mask(self) -> np.ndarray:
+        """Output-grid voxels inside at least one view (3D-feature mask upsampled)."""
+        cfg = self.cfg
+        seen = self.rig_lookup.seen.any(axis=0).reshape(cfg.grid.feature_dims)
+        s = cfg.grid.project_scale
+        return seen.repeat(s, 0).repeat(s, 1).repeat(s, 2)

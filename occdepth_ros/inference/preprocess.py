@@ -1,0 +1,40 @@
+"""Camera images (H, W, 3) uint8 RGB -> the network's normalised input tensor."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..geometry.image_fit import ImageFit
+from ..model.config import ImageConfig
+
+
+class InputError(ValueError):
+    """An input image or calibration cannot be used; the message says why."""
+
+
+def check_image(image: np.ndarray, name: str) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"{name}: expected a numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InputError(f"{name}: expected an (H, W, 3) RGB image, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise InputError(f"{name}: expected uint8 pixels, got {image.dtype}")
+    if image.shape[0] < 2 or image.shape[1] < 2:
+        raise InputError(f"{name}: image {image.shape[1]}x{image.shape[0]} is too small")
+    return image
+
+
+def to_network_input(image: np.ndarray, fit: ImageFit, cfg: ImageConfig) -> torch.Tensor:
+    """(3, H, W) float32: fit (crop or resize), scale to [0, 1], ImageNet-normalise."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    h, w = fit.dst_size
+    if fit.mode == "crop":
+        x = x[:, :h, :w].float()
+    else:
+        x = F.interpolate(x[None].float(), size=(h, w), mode="bilinear", align_corners=False,
+                          antialias=True)[0]
+    mean = torch.tensor(cfg.mean).view(3, 1, 1) * 255.0
+    std = torch.tensor(cfg.std).view(3, 1, 1) * 255.0
+    return (x - mean) / std

@@ -1,0 +1,45 @@
+"""ament_python package that also installs with pip into a virtualenv.
+
+geffnet (the official EfficientNet implementation) is installed with --no-deps by the
+Makefile: its metadata asks for torchvision, which would pull a CUDA torch.
+"""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "occdepth_ros"
+
+
+def share(folder: str, pattern: str = "*") -> tuple[str, list[str]]:
+    return (f"share/{PACKAGE}/{folder}", sorted(p for p in glob(f"{folder}/{pattern}") if "." in p.split("/")[-1]))
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    python_requires=">=3.10",
+    install_requires=["numpy", "pyyaml", "pillow", "safetensors", "tqdm", "torch>=2.1"],
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        share("config/classes"),
+        share("config/models"),
+        share("config/calib"),
+        share("launch"),
+        share("models"),
+    ],
+    zip_safe=False,
+    maintainer="occdepth_ros maintainers",
+    maintainer_email="occdepth-ros@users.noreply.github.com",
+    description="OccDepth stereo 3D semantic scene completion: model, export and ROS 2 node",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "occdepth-infer = occdepth_ros.cli.infer:main",
+            "occdepth-inspect = occdepth_ros.cli.inspect:main",
+            "occdepth-synth = occdepth_ros.data.synth.cli:main",
+        ],
+    },
+)

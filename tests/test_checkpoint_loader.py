@@ -21,38 +21,60 @@ def compact_model() -> OccDepth:
     return OccDepth(load_preset("compact")).eval()
 
 
+def _stand_in_module(name: str) -> types.ModuleType:
+    parts = name.split(".")
+    for i in range(1, len(parts) + 1):
+        sys.modules.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+    return sys.modules[name]
+
+
+def _stand_in_class(module: str, name: str, base: type = object) -> type:
+    cls = type(name, (base,), {})
+    cls.__module__ = module
+    setattr(_stand_in_module(module), name, cls)
+    return cls
+
+
 def fake_lightning_checkpoint(path, state_dict) -> None:
-    """A PyTorch-Lightning-1.4-shaped file whose hyper-parameters hold an OmegaConf
-    object, pickled from a stand-in module that does not exist at load time."""
-    omegaconf = types.ModuleType("omegaconf")
-    dictconfig = types.ModuleType("omegaconf.dictconfig")
+    """A file shaped like PyTorch Lightning 1.4 writes it for OccDepth: hyper-parameters
+    in an AttributeDict (a dict subclass) holding an OmegaConf DictConfig (with a
+    dataclass metadata object and typing.Any), callback states keyed by the callback
+    class, a MultiStepLR whose milestones are a Counter. The classes come from stand-in
+    modules that do not exist when the file is loaded."""
+    import collections
+    import typing
 
-    class DictConfig:  # noqa: D401 - stand-in
-        def __init__(self, content):
-            self._content = content
-
-    DictConfig.__module__ = "omegaconf.dictconfig"
-    DictConfig.__qualname__ = "DictConfig"
-    dictconfig.DictConfig = DictConfig
-    sys.modules["omegaconf"], sys.modules["omegaconf.dictconfig"] = omegaconf, dictconfig
+    before = set(sys.modules)
     try:
+        attribute_dict = _stand_in_class("pytorch_lightning.utilities.parsing", "AttributeDict", dict)
+        model_checkpoint = _stand_in_class("pytorch_lightning.callbacks.model_checkpoint", "ModelCheckpoint")
+        dict_config = _stand_in_class("omegaconf.dictconfig", "DictConfig")
+        metadata = _stand_in_class("omegaconf.base", "ContainerMetadata")
+        meta = metadata()
+        meta.ref_type, meta.object_type, meta.key_type = typing.Any, dict, typing.Any
+        config = dict_config()
+        config.__dict__.update({"_metadata": meta, "_content": {"feature": 32}, "_parent": None})
+        hparams = attribute_dict(config=config, class_weights=torch.ones(20, dtype=torch.float64),
+                                 project_res=["1", "2", "4", "8"])
         torch.save(
             {
                 "epoch": 29,
                 "global_step": 115020,
                 "pytorch-lightning_version": "1.4.9",
                 "state_dict": state_dict,
-                "optimizer_states": [{"state": {0: {"exp_avg": torch.zeros(3)}}, "param_groups": [{"lr": 2e-4}]}],
-                "hyper_parameters": {
-                    "config": DictConfig({"feature": 32}),
-                    "class_weights": torch.ones(20, dtype=torch.float64),
-                    "project_res": ["1", "2", "4", "8"],
-                },
+                "callbacks": {model_checkpoint: {"best_model_score": torch.tensor(12.84),
+                                                 "best_model_path": "/x/epoch=029.ckpt"}},
+                "optimizer_states": [{"state": {0: {"exp_avg": torch.zeros(3)}},
+                                      "param_groups": [{"lr": 2e-4, "betas": (0.9, 0.999)}]}],
+                "lr_schedulers": [{"milestones": collections.Counter({18: 1, 24: 1}), "gamma": 0.4}],
+                "hparams_name": "kwargs",
+                "hyper_parameters": hparams,
             },
             path,
         )
     finally:
-        del sys.modules["omegaconf"], sys.modules["omegaconf.dictconfig"]
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
 
 
 def test_lightning_checkpoint_loads_strictly(tmp_path, compact_model) -> None:

@@ -10,6 +10,7 @@ placeholders that run nothing. Any other global is refused with its name.
 from __future__ import annotations
 
 import collections
+import importlib
 import io
 import pickle
 import zipfile
@@ -49,16 +50,30 @@ class _StorageType:
         self.dtype = dtype
 
 
-class Opaque:
-    """Placeholder for a pickled object whose class is never imported or run."""
+class Opaque(dict):
+    """Placeholder for a pickled object whose class is never imported or run.
+
+    It absorbs whatever the pickle stream feeds it: constructor arguments, BUILD
+    state, SETITEMS (dict subclasses such as Lightning's AttributeDict) and APPENDS
+    (list subclasses), so the rest of the file can be read."""
 
     pickled_name = "?"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.args, self.kwargs, self.state = args, kwargs, None
+        super().__init__()
+        self.args, self.kwargs, self.state, self.items_list = args, kwargs, None, []
 
     def __setstate__(self, state: Any) -> None:
         self.state = state
+
+    def append(self, item: Any) -> None:
+        self.items_list.append(item)
+
+    def extend(self, items: Any) -> None:
+        self.items_list.extend(items)
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return id(self)
 
     def __repr__(self) -> str:
         return f"<opaque {self.pickled_name}>"
@@ -98,12 +113,13 @@ def _allowed(module: str, name: str) -> Any:
         return torch.Size
     if module == "torch" and name == "device":
         return torch.device
-    if module == "collections" and name == "OrderedDict":
-        return collections.OrderedDict
+    if module == "collections" and name in ("OrderedDict", "Counter", "defaultdict", "deque"):
+        return getattr(collections, name)  # MultiStepLR keeps its milestones in a Counter
     if module in ("builtins", "__builtin__") and name in _SAFE_BUILTINS:
         return _SAFE_BUILTINS[name]
     if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name in ("_reconstruct", "scalar"):
-        return getattr(np.core.multiarray if hasattr(np, "core") else np._core.multiarray, name)
+        return getattr(importlib.import_module("numpy._core.multiarray" if np.__version__ >= "2" else
+                                               "numpy.core.multiarray"), name)
     if module == "numpy" and name in ("ndarray", "dtype"):
         return getattr(np, name)
     if module.startswith("numpy.dtypes") or (module == "numpy" and name.endswith("DType")):

@@ -79,6 +79,8 @@ def _as_rigid(T: np.ndarray, name: str) -> np.ndarray:
         T = np.vstack([T, [0.0, 0.0, 0.0, 1.0]])
     if T.shape != (4, 4) or not np.all(np.isfinite(T)):
         raise CalibrationError(f"{name}: expected a finite 3x4 or 4x4 transform, got shape {T.shape}")
+    if not np.allclose(T[3], [0.0, 0.0, 0.0, 1.0]):
+        raise CalibrationError(f"{name}: bottom row must be [0, 0, 0, 1], got {T[3].tolist()}")
     R = T[:3, :3]
     if not np.allclose(R @ R.T, np.eye(3), atol=1e-4) or np.linalg.det(R) <= 0:
         raise CalibrationError(f"{name}: rotation part is not a proper rotation")
@@ -112,7 +114,7 @@ def rig_from_projections(
     return StereoRig(tuple(cams))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StereoCalibration:
     """Rectified projections of the raw camera images and the grid pose.
 
@@ -126,9 +128,16 @@ class StereoCalibration:
     image_size: tuple[int, int]
 
     def key(self) -> bytes:
+        """Bytes that identify the calibration (equality, hashing, lookup caching)."""
         parts = [np.asarray(p, np.float64).tobytes() for p in self.projections]
         parts += [np.asarray(self.T_grid_to_ref, np.float64).tobytes(), np.asarray(self.image_size).tobytes()]
         return b"".join(parts)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StereoCalibration) and self.key() == other.key()
+
+    def __hash__(self) -> int:
+        return hash(self.key())
 
 
 # --- KITTI odometry calib.txt -------------------------------------------------
@@ -185,7 +194,8 @@ def kitti_calibration(calib: dict[str, np.ndarray], image_size: tuple[int, int])
     missing = [k for k in ("P2", "P3", "Tr") if k not in calib]
     if missing:
         raise CalibrationError(f"KITTI calibration lacks {', '.join(missing)}")
-    return StereoCalibration((calib["P2"], calib["P3"]), _as_rigid(calib["Tr"], "Tr"), tuple(image_size))
+    P = tuple(_validate_projection(calib[k], k) for k in ("P2", "P3"))
+    return StereoCalibration(P, _as_rigid(calib["Tr"], "Tr"), tuple(image_size))
 
 
 # Grid frame (x forward, y left, z up) -> camera optical frame (x right, y down, z forward),
@@ -195,8 +205,15 @@ GRID_TO_OPTICAL = np.array(
 )
 
 
+def _numbers(value, name: str, source: str) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise CalibrationError(f"{source}: {name} must be a list of numbers ({exc})") from exc
+
+
 def _matrix(value, shape: tuple[int, int], name: str, source: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64)
+    arr = _numbers(value, name, source)
     if arr.size != shape[0] * shape[1]:
         raise CalibrationError(f"{source}: {name} needs {shape[0] * shape[1]} numbers, got {arr.size}")
     return arr.reshape(shape)
@@ -216,14 +233,14 @@ def stereo_calibration_from_yaml(data: dict, image_size: tuple[int, int], source
         _validate_projection(p, f"{source} camera {i}")
     T = GRID_TO_OPTICAL
     if "grid_to_camera" in data:
-        raw = np.asarray(data["grid_to_camera"], dtype=np.float64)
+        raw = _numbers(data["grid_to_camera"], "grid_to_camera", source)
         T = _as_rigid(raw.reshape(4, 4) if raw.size == 16 else _matrix(raw, (3, 4), "grid_to_camera", source),
                       f"{source} grid_to_camera")
-    declared = (data.get("image_height"), data.get("image_width"))
-    if all(v is not None for v in declared) and tuple(int(v) for v in declared) != tuple(image_size):
-        raise CalibrationError(
-            f"{source}: calibrated for {declared[1]}x{declared[0]} but the images are {image_size[1]}x{image_size[0]}"
-        )
+    for key, actual in (("image_height", image_size[0]), ("image_width", image_size[1])):
+        if data.get(key) is not None and int(data[key]) != int(actual):
+            raise CalibrationError(
+                f"{source}: {key} is {data[key]} but the images are {image_size[1]}x{image_size[0]}"
+            )
     return StereoCalibration(P, T, tuple(image_size))
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..model.config import ModelConfig
-from .calib import StereoRig
+from .calib import CalibrationError, StereoRig
 from .voxels import official_voxel_centres, voxel_centres
 
 # Depth-sampling coordinate for voxels with no valid frustum position: far enough
@@ -119,7 +119,7 @@ def depth_sampling_coords(rig: StereoRig, cfg: ModelConfig) -> np.ndarray:
             u, v = img[:, 0] / safe, img[:, 1] / safe
             dbin = lid_bin_index(z, d.d_min, d.d_max, D)
             coords = np.stack([u * w8 / (W - 1) - 0.5, v * h8 / (H - 1) - 0.5, dbin * D / (D - 1) - 0.5], axis=1)
-        coords[~np.isfinite(coords)] = OUTSIDE
+        coords[~np.isfinite(coords).all(axis=1)] = OUTSIDE  # behind the camera / below d_min
         limits = np.array([w8, h8, D], dtype=np.float64) + 1.0
         coords = np.clip(coords, OUTSIDE, limits)  # results unchanged; keeps floor() in range
         out.append(coords)
@@ -129,9 +129,9 @@ def depth_sampling_coords(rig: StereoRig, cfg: ModelConfig) -> np.ndarray:
 def build_lift_lookup(rig: StereoRig, cfg: ModelConfig) -> LiftLookup:
     """All calibration-dependent inputs of the lift for one rig at the network input size."""
     if rig.n_views != cfg.n_views:
-        raise ValueError(f"model {cfg.name!r} expects {cfg.n_views} views, the rig has {rig.n_views}")
+        raise CalibrationError(f"model {cfg.name!r} expects {cfg.n_views} views, the rig has {rig.n_views}")
     if rig.image_size != (cfg.image.height, cfg.image.width):
-        raise ValueError(
+        raise CalibrationError(
             f"rig is calibrated for {rig.image_size[1]}x{rig.image_size[0]} but the network input is "
             f"{cfg.image.width}x{cfg.image.height}; fit the calibration with ImageFit first"
         )

@@ -28,6 +28,8 @@ def check_image(image: np.ndarray, name: str) -> np.ndarray:
 
 def to_network_input(image: np.ndarray, fit: ImageFit, cfg: ImageConfig) -> torch.Tensor:
     """(3, H, W) float32: fit (crop or resize), scale to [0, 1], ImageNet-normalise."""
+    if not image.flags.writeable:  # e.g. a view of a ROS message buffer; torch wants writable
+        image = image.copy()
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     h, w = fit.dst_size
     if fit.mode == "crop":

@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         checkpoint, preset = args.checkpoint, args.preset
+        untrained = checkpoint is None
         if checkpoint is None and preset is None:
             default = model_path(DEFAULT_MODEL)
             if default.is_file():
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if bench is not None and class_set.name == "semantic_kitti":
         write_label(out / f"{args.name}.label", target_to_raw(bench, class_set))
         written.append(f"{args.name}.label")
-    title = f"{cfg.name}: {Path(args.left).name}  ({(t2 - t1) * 1e3:.0f} ms)"
+    title = f"{cfg.name}{' (UNTRAINED weights)' if untrained else ''}: {Path(args.left).name}  ({(t2 - t1) * 1e3:.0f} ms)"
     render_panel(pred.labels, class_set, image=left, title=title).save(out / f"{args.name}.png")
     written.append(f"{args.name}.png")
     counts = np.bincount(pred.labels.reshape(-1), minlength=class_set.n_classes)

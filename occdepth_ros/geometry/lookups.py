@@ -67,15 +67,17 @@ class LiftLookup:
         )
 
 
-def project_pixels_official(rig: StereoRig, cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest pixel (u, v) of every 3D-feature voxel centre in every view, and the
-    field-of-view mask, with OccDepth's rounding (vox2pix / cam2allpixs):
-    float32 centres and intrinsics, float64 arithmetic, round half to even."""
-    g = cfg.grid
-    centres = official_voxel_centres(g.origin, g.feature_dims, g.feature_voxel_size)
+def project_pixels_official(
+    rig: StereoRig, origin, dims: tuple[int, int, int], voxel_size: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest pixel (u, v) of every voxel centre in every view, the field-of-view mask
+    and the camera depth, with OccDepth's rounding (vox2pix / cam2allpixs): float32
+    centres and intrinsics, float64 arithmetic, round half to even.
+    Returns pixels (V, N, 2) int64 (0 where unseen), fov (V, N) bool, depth (V, N)."""
+    centres = official_voxel_centres(origin, dims, voxel_size)
     homo = np.concatenate([centres, np.ones((len(centres), 1))], axis=1)
-    h, w = cfg.image.height, cfg.image.width
-    pix, fov = [], []
+    h, w = rig.image_size
+    pix, fov, depth = [], [], []
     for cam in rig.cameras:
         pts = homo @ cam.T_grid_to_cam.T
         x, y, z = pts[:, 0], pts[:, 1], pts[:, 2]
@@ -85,10 +87,10 @@ def project_pixels_official(rig: StereoRig, cfg: ModelConfig) -> tuple[np.ndarra
             v = np.round(y * fy / z + cy)
         ok = (z > 0) & np.isfinite(u) & np.isfinite(v)
         ok &= (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        uv = np.where(ok[:, None], np.stack([u, v], axis=1), 0).astype(np.int64)
-        pix.append(uv)
+        pix.append(np.where(ok[:, None], np.stack([u, v], axis=1), 0).astype(np.int64))
         fov.append(ok)
-    return np.stack(pix), np.stack(fov)
+        depth.append(z)
+    return np.stack(pix), np.stack(fov), np.stack(depth)
 
 
 def lid_bin_index(depth: np.ndarray, d_min: float, d_max: float, n_bins: int) -> np.ndarray:
@@ -136,7 +138,8 @@ def build_lift_lookup(rig: StereoRig, cfg: ModelConfig) -> LiftLookup:
             f"{cfg.image.width}x{cfg.image.height}; fit the calibration with ImageFit first"
         )
     H, W = cfg.image.height, cfg.image.width
-    pix, fov = project_pixels_official(rig, cfg)
+    g = cfg.grid
+    pix, fov, _ = project_pixels_official(rig, g.origin, g.feature_dims, g.feature_voxel_size)
     scales = tuple(cfg.sfa_scales)
     sizes = tuple(feature_size((H, W), s) for s in scales)
     index = np.empty((rig.n_views, len(scales), pix.shape[1]), dtype=np.int32)

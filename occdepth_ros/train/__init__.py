@@ -1,0 +1,1 @@
+"""Training: dataset, official losses, the training loop."""

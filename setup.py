@@ -40,6 +40,8 @@ setup(
             "occdepth-infer = occdepth_ros.cli.infer:main",
             "occdepth-inspect = occdepth_ros.cli.inspect:main",
             "occdepth-synth = occdepth_ros.data.synth.cli:main",
+            "occdepth-train = occdepth_ros.cli.train:main",
+            "occdepth-eval = occdepth_ros.cli.evaluate:main",
         ],
     },
 )

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from ..checkpoint import CheckpointError, load_model
 from ..classes import load_class_set
-from ..data.semantic_kitti import SEMANTIC_KITTI_GRID, target_to_raw, write_label
+from ..data.images import ImageReadError, read_rgb
+from ..data.semantic_kitti import target_to_raw, to_semantic_kitti_grid, write_label
 from ..geometry.calib import CalibrationError, load_calibration_file
 from ..inference import InputError, StereoInference
 from ..model.config import ConfigError, GridConfig
@@ -24,30 +24,10 @@ from ..resources import model_path
 from ..viz.render import render_panel
 
 DEFAULT_MODEL = "default.safetensors"
-# The SemanticKITTI benchmark grid that .label files must fill.
-BENCHMARK_GRID = GridConfig()
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"cannot read image {path}: {exc}") from exc
 
 
 def to_benchmark_grid(labels: np.ndarray, grid: GridConfig) -> np.ndarray | None:
-    """Labels on the 256x256x32 / 0.2 m benchmark grid, if ``grid`` covers the same
-    volume with an integer multiple of its voxel size; else None."""
-    ref = BENCHMARK_GRID
-    if not np.allclose(grid.origin, ref.origin) or not np.allclose(grid.extent, ref.extent):
-        return None
-    factor = grid.voxel_size / ref.voxel_size
-    k = int(round(factor))
-    if k < 1 or abs(factor - k) > 1e-6:
-        return None
-    out = labels.repeat(k, 0).repeat(k, 1).repeat(k, 2)
-    return out if out.shape == SEMANTIC_KITTI_GRID else None
+    return to_semantic_kitti_grid(labels, grid.origin, grid.extent, grid.voxel_size)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         t1 = time.perf_counter()
         pred = engine.predict([left, right])
         t2 = time.perf_counter()
-    except (CheckpointError, ConfigError, CalibrationError, InputError) as exc:
+    except (CheckpointError, ConfigError, CalibrationError, InputError, ImageReadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     cfg = model.cfg

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from ..classes import ClassSet
 
 SEMANTIC_KITTI_GRID = (256, 256, 32)
+SEMANTIC_KITTI_VOXEL = 0.2  # m
+SEMANTIC_KITTI_ORIGIN = (0.0, -25.6, -2.0)  # velodyne frame, corner of voxel (0, 0, 0)
+SEMANTIC_KITTI_EXTENT = tuple(d * SEMANTIC_KITTI_VOXEL for d in SEMANTIC_KITTI_GRID)
 
 
 def pack_bits(mask: np.ndarray) -> np.ndarray:
@@ -154,6 +157,40 @@ def downsample_target(target: np.ndarray, factor: int, ignore_index: int = 255) 
     mostly_empty = (n_empty + n_ignore) > threshold
     empty_value = np.where(n_empty > n_ignore, 0, ignore_index)
     return np.where(mostly_empty, empty_value, majority).astype(np.uint8).reshape(small)
+
+
+def majority_downsample(target: np.ndarray, factor: int, ignore_index: int = 255) -> np.ndarray:
+    """Block mode of the labelled voxels (empty counts as a label), ignore only where the
+    whole block is ignore. Used to bring the 0.2 m target to a coarser model's output grid,
+    where the 95%-empty rule of ``downsample_target`` would inflate occupancy."""
+    t = _as_int_array(target, "target")
+    if factor == 1:
+        return t.astype(np.uint8)
+    if t.ndim != 3 or any(s % factor for s in t.shape):
+        raise ValueError(f"target shape {t.shape} is not divisible by factor {factor}")
+    small = tuple(s // factor for s in t.shape)
+    blocks = (
+        t.reshape(small[0], factor, small[1], factor, small[2], factor)
+        .transpose(0, 2, 4, 1, 3, 5)
+        .reshape(-1, factor**3)
+    )
+    hist, values = _block_histograms(blocks)
+    labelled = np.where(values == ignore_index, 0, hist)
+    mode = values[labelled.argmax(axis=1)]
+    return np.where(labelled.sum(axis=1) > 0, mode, ignore_index).astype(np.uint8).reshape(small)
+
+
+def to_semantic_kitti_grid(labels: np.ndarray, origin, extent, voxel_size: float) -> np.ndarray | None:
+    """Labels on the 256x256x32 / 0.2 m benchmark grid, by nearest upsampling, if the
+    grid covers the benchmark volume with an integer multiple of 0.2 m; else None."""
+    if not np.allclose(origin, SEMANTIC_KITTI_ORIGIN) or not np.allclose(extent, SEMANTIC_KITTI_EXTENT):
+        return None
+    factor = voxel_size / SEMANTIC_KITTI_VOXEL
+    k = int(round(factor))
+    if k < 1 or abs(factor - k) > 1e-6:
+        return None
+    out = labels.repeat(k, 0).repeat(k, 1).repeat(k, 2)
+    return out if out.shape == SEMANTIC_KITTI_GRID else None
 
 
 def _block_histograms(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -101,7 +101,7 @@ def lid_bin_index(depth: np.ndarray, d_min: float, d_max: float, n_bins: int) ->
         return -0.5 + 0.5 * np.sqrt(1.0 + 8.0 * (depth - d_min) / bin_size)
 
 
-def depth_sampling_coords(rig: StereoRig, cfg: ModelConfig) -> np.ndarray:
+def depth_sampling_coords(rig: StereoRig, cfg: ModelConfig, flip: bool = False) -> np.ndarray:
     """(V, N, 3) continuous (x, y, z) indices into each view's depth-probability
     volume (bins, h8, w8), with grid_sample's align_corners=False convention and the
     official normalisation by (size - 1) of the full image already applied."""
@@ -119,6 +119,8 @@ def depth_sampling_coords(rig: StereoRig, cfg: ModelConfig) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
             safe = np.where(np.abs(img[:, 2]) > 1e-8, img[:, 2], 1.0)  # kornia's guard
             u, v = img[:, 0] / safe, img[:, 1] / safe
+            if flip:  # official image-augmentation matrix: u' = W - u (sic, not W - 1 - u)
+                u = W - u
             dbin = lid_bin_index(z, d.d_min, d.d_max, D)
             coords = np.stack([u * w8 / (W - 1) - 0.5, v * h8 / (H - 1) - 0.5, dbin * D / (D - 1) - 0.5], axis=1)
         coords[~np.isfinite(coords).all(axis=1)] = OUTSIDE  # behind the camera / below d_min
@@ -128,8 +130,11 @@ def depth_sampling_coords(rig: StereoRig, cfg: ModelConfig) -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
-def build_lift_lookup(rig: StereoRig, cfg: ModelConfig) -> LiftLookup:
-    """All calibration-dependent inputs of the lift for one rig at the network input size."""
+def build_lift_lookup(rig: StereoRig, cfg: ModelConfig, flip: bool = False) -> LiftLookup:
+    """All calibration-dependent inputs of the lift for one rig at the network input size.
+
+    ``flip``: the images are mirrored horizontally (training augmentation). Pixels map
+    as OccDepth's dataset does it: u -> W - 1 - u for SFA, u -> W - u for OAD."""
     if rig.n_views != cfg.n_views:
         raise CalibrationError(f"model {cfg.name!r} expects {cfg.n_views} views, the rig has {rig.n_views}")
     if rig.image_size != (cfg.image.height, cfg.image.width):
@@ -140,13 +145,15 @@ def build_lift_lookup(rig: StereoRig, cfg: ModelConfig) -> LiftLookup:
     H, W = cfg.image.height, cfg.image.width
     g = cfg.grid
     pix, fov, _ = project_pixels_official(rig, g.origin, g.feature_dims, g.feature_voxel_size)
+    if flip:
+        pix[..., 0] = np.where(fov, W - 1 - pix[..., 0], 0)
     scales = tuple(cfg.sfa_scales)
     sizes = tuple(feature_size((H, W), s) for s in scales)
     index = np.empty((rig.n_views, len(scales), pix.shape[1]), dtype=np.int32)
     for si, (s, (_, ws)) in enumerate(zip(scales, sizes)):
         index[:, si] = np.where(fov, (pix[..., 1] // s) * ws + pix[..., 0] // s, -1)
     if cfg.depth.enabled:
-        coords = depth_sampling_coords(rig, cfg)
+        coords = depth_sampling_coords(rig, cfg, flip)
         h8, w8 = feature_size((H, W), cfg.depth.feature_scale)
         volume = (cfg.depth.n_bins, h8, w8)
     else:

@@ -86,6 +86,9 @@ class ModelConfig:
     n_classes: int = 20
     n_views: int = 2
     sfa_scales: tuple[int, ...] = (1, 2, 4, 8)
+    # How the views' features are fused per voxel: "cosine" is Stereo-SFA (official);
+    # "mean" averages the views that see the voxel (the paper's fusion ablation).
+    sfa_fusion: str = "cosine"
     context_prior: bool = True  # CRP
     n_relations: int = 4
     cascade_head: bool = True
@@ -128,6 +131,8 @@ def validate(cfg: ModelConfig) -> None:
         raise ConfigError(f"decoder_channels must be a positive multiple of 32, got {cfg.decoder_channels}")
     if not cfg.sfa_scales or any(s not in SUPPORTED_SCALES for s in cfg.sfa_scales):
         raise ConfigError(f"sfa_scales must be drawn from {SUPPORTED_SCALES}, got {cfg.sfa_scales}")
+    if cfg.sfa_fusion not in ("cosine", "mean"):
+        raise ConfigError(f"sfa_fusion must be 'cosine' or 'mean', got {cfg.sfa_fusion!r}")
     if cfg.n_views < 1:
         raise ConfigError("n_views must be >= 1")
     if cfg.image.fit not in ("crop", "resize"):

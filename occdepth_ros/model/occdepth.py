@@ -84,6 +84,7 @@ class OccDepth(nn.Module):
             depth_prob=depth_prob,
             depth_coords=depth_coords,
             gate_scale=cfg.depth.gate_scale,
+            fusion=cfg.sfa_fusion,
         )
         out.update(self.net_3d_decoder(x3d))
         return out

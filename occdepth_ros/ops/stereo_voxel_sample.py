@@ -49,6 +49,16 @@ def sfa_fuse(sampled: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
     return fused / (n_views * (n_views - 1))
 
 
+def mean_fuse(sampled: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """Ablation fusion (not part of the op contract): the mean over the views that see
+    the voxel, 0 where none does."""
+    count = seen.sum(1, keepdim=True).clamp(min=1).to(sampled.dtype)  # (B, 1, N)
+    return sampled.sum(1) / count
+
+
+FUSIONS = {"cosine": sfa_fuse, "mean": mean_fuse}
+
+
 def occupancy_prior(depth_prob: torch.Tensor, depth_coords: torch.Tensor) -> torch.Tensor:
     """OAD prior (B,N): trilinear samples of each view's depth probabilities (B,V,D,h,w)
     at continuous indices (B,V,N,3) [x=w, y=h, z=bin], zero outside, averaged over
@@ -75,6 +85,7 @@ def stereo_voxel_sample(
     depth_prob: torch.Tensor | None = None,
     depth_coords: torch.Tensor | None = None,
     gate_scale: float = 100.0,
+    fusion: str = "cosine",
 ) -> torch.Tensor:
     """Lift multi-scale stereo features to a voxel volume (B, C, X, Y, Z).
 
@@ -91,7 +102,7 @@ def stereo_voxel_sample(
         raise ValueError(f"pixel_index has {pixel_index.shape[-1]} voxels, grid {grid_dims} has {n}")
     volume = None
     for s, feat in enumerate(features):
-        fused = sfa_fuse(*_gather_views(feat, pixel_index[:, :, s]))
+        fused = FUSIONS[fusion](*_gather_views(feat, pixel_index[:, :, s]))
         volume = fused if volume is None else volume + fused
     if depth_prob is not None:
         if depth_coords is None:

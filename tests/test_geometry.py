@@ -734,3 +734,35 @@ def test_stereo_calibration_equality(calib: dict[str, np.ndarray]) -> None:
     a = kitti_calibration(calib, KITTI_RAW_HW)
     b = kitti_calibration({k: v.copy() for k, v in calib.items()}, KITTI_RAW_HW)
     assert a == b
+
+
+# --- CameraInfo pairs -------------------------------------------------------------------
+
+def test_camera_info_pair_gives_the_baseline_and_the_grid_pose() -> None:
+    from occdepth_ros.geometry.calib import GRID_TO_OPTICAL, calibration_from_camera_info
+
+    fx, cx, cy, B = 700.0, 640.0, 360.0, 0.12
+    left = [fx, 0, cx, 0, 0, fx, cy, 0, 0, 0, 1, 0]
+    right = [fx, 0, cx, -fx * B, 0, fx, cy, 0, 0, 0, 1, 0]
+    cal = calibration_from_camera_info(left, right, 1280, 720)
+    rig = rig_from_projections(cal.projections, cal.T_grid_to_ref, cal.image_size)
+    assert rig.baseline() == pytest.approx(B, abs=1e-12)
+    # a point 5 m ahead of the camera (grid x) and 1 m to its left (grid y) projects at
+    # u = cx + fx * (-1) / 5 = 500 in the left image and 500 - fx * B / 5 = 483.2 in the right
+    for cam, u_expected in zip(rig.cameras, (500.0, 500.0 - fx * B / 5.0)):
+        p = cam.P_grid @ np.array([5.0, 1.0, 0.0, 1.0])
+        assert p[0] / p[2] == pytest.approx(u_expected) and p[1] / p[2] == pytest.approx(cy)
+    np.testing.assert_array_equal(cal.T_grid_to_ref, GRID_TO_OPTICAL)
+
+
+def test_camera_info_pair_errors() -> None:
+    from occdepth_ros.geometry.calib import calibration_from_camera_info
+
+    left = [700.0, 0, 640, 0, 0, 700, 360, 0, 0, 0, 1, 0]
+    right = [700.0, 0, 640, -84.0, 0, 700, 360, 0, 0, 0, 1, 0]
+    with pytest.raises(CalibrationError, match="swapped"):
+        calibration_from_camera_info(right, left, 1280, 720)
+    with pytest.raises(CalibrationError, match="needs 12 numbers"):
+        calibration_from_camera_info(left[:9], right, 1280, 720)
+    with pytest.raises(CalibrationError, match="focal lengths must be positive"):
+        calibration_from_camera_info([0.0] * 12, right, 1280, 720)

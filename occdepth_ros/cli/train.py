@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
 import sys
 
-from ..checkpoint import CheckpointError, load_model
+from ..checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from ..model.config import ConfigError, load_config, load_preset
 from ..train.losses import LossConfig
 from ..train.trainer import TrainConfig, Trainer
@@ -41,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--max-steps", type=int)
     p.add_argument("--time-budget-min", type=float)
-    p.add_argument("--export", help="copy the final model (best by val mIoU, else last) here")
+    p.add_argument("--export", help="write the final model (best by val mIoU, else last) here, float16")
     return p
 
 
@@ -70,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.export:
         best = trainer.out / "best.safetensors"
-        shutil.copyfile(best if best.is_file() else trainer.out / "last.safetensors", args.export)
-        print(f"exported {args.export}")
+        source = best if best.is_file() else trainer.out / "last.safetensors"
+        _, _, meta = load_checkpoint(source)
+        save_checkpoint(args.export, load_model(source), meta={**meta, "source": source.name}, half=True)
+        print(f"exported {args.export} (float16 weights) from {source}")
     return 0
 
 

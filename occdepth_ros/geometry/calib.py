@@ -244,6 +244,24 @@ def stereo_calibration_from_yaml(data: dict, image_size: tuple[int, int], source
     return StereoCalibration(P, T, tuple(image_size))
 
 
+def calibration_from_camera_info(
+    left_p, right_p, width: int, height: int, T_grid_to_left: np.ndarray = GRID_TO_OPTICAL
+) -> StereoCalibration:
+    """A rectified sensor_msgs/CameraInfo pair (the 12-number ``p`` arrays; the right one
+    carries -fx*baseline in p[3]) and the grid's pose in the left camera frame."""
+    P = tuple(_validate_projection(_matrix(p, (3, 4), name, "camera_info"), name)
+              for p, name in ((left_p, "left camera_info.p"), (right_p, "right camera_info.p")))
+    if abs(P[0][0, 3]) > 1e-9 * max(1.0, P[0][0, 0]):
+        raise CalibrationError("left camera_info.p[3] must be 0 (the left camera is the rectified reference): "
+                               "are the left and right topics swapped?")
+    if P[1][0, 3] >= 0:
+        raise CalibrationError(
+            f"right camera_info.p[3] = {P[1][0, 3]} must be negative (-fx * baseline): "
+            "are the left and right topics swapped?"
+        )
+    return StereoCalibration(P, _as_rigid(T_grid_to_left, "T_grid_to_left"), (int(height), int(width)))
+
+
 def load_calibration_file(path: str | Path, image_size: tuple[int, int]) -> StereoCalibration:
     """KITTI ``calib.txt`` or our stereo YAML, for raw images of ``image_size`` (h, w)."""
     path = Path(path)

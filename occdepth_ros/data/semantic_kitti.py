@@ -139,14 +139,7 @@ def downsample_target(target: np.ndarray, factor: int, ignore_index: int = 255) 
         raise ValueError(f"target: labels must lie in [0, 255], got range [{t.min()}, {t.max()}]")
     if factor == 1:
         return t.astype(np.uint8)
-    if any(s % factor for s in t.shape):
-        raise ValueError(f"target shape {t.shape} is not divisible by factor {factor}")
-    small = tuple(s // factor for s in t.shape)
-    blocks = (
-        t.reshape(small[0], factor, small[1], factor, small[2], factor)
-        .transpose(0, 2, 4, 1, 3, 5)
-        .reshape(-1, factor**3)
-    )
+    small, blocks = _blocks(t, factor)
     hist, values = _block_histograms(blocks)
     n_empty = hist[:, values == 0].sum(axis=1)
     n_ignore = hist[:, values == ignore_index].sum(axis=1)
@@ -166,14 +159,9 @@ def majority_downsample(target: np.ndarray, factor: int, ignore_index: int = 255
     t = _as_int_array(target, "target")
     if factor == 1:
         return t.astype(np.uint8)
-    if t.ndim != 3 or any(s % factor for s in t.shape):
-        raise ValueError(f"target shape {t.shape} is not divisible by factor {factor}")
-    small = tuple(s // factor for s in t.shape)
-    blocks = (
-        t.reshape(small[0], factor, small[1], factor, small[2], factor)
-        .transpose(0, 2, 4, 1, 3, 5)
-        .reshape(-1, factor**3)
-    )
+    if t.ndim != 3:
+        raise ValueError(f"target must be a 3D grid, got shape {t.shape}")
+    small, blocks = _blocks(t, factor)
     hist, values = _block_histograms(blocks)
     labelled = np.where(values == ignore_index, 0, hist)
     mode = values[labelled.argmax(axis=1)]
@@ -191,6 +179,15 @@ def to_semantic_kitti_grid(labels: np.ndarray, origin, extent, voxel_size: float
         return None
     out = labels.repeat(k, 0).repeat(k, 1).repeat(k, 2)
     return out if out.shape == SEMANTIC_KITTI_GRID else None
+
+
+def _blocks(t: np.ndarray, factor: int) -> tuple[tuple[int, int, int], np.ndarray]:
+    """Split a 3D grid into factor^3 blocks: (coarse shape, (n_blocks, factor^3) values)."""
+    if any(s % factor for s in t.shape):
+        raise ValueError(f"target shape {t.shape} is not divisible by factor {factor}")
+    small = tuple(s // factor for s in t.shape)
+    blocks = t.reshape(small[0], factor, small[1], factor, small[2], factor).transpose(0, 2, 4, 1, 3, 5)
+    return small, blocks.reshape(-1, factor**3)
 
 
 def _block_histograms(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

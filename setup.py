@@ -12,7 +12,8 @@ PACKAGE = "occdepth_ros"
 
 
 def share(folder: str, pattern: str = "*") -> tuple[str, list[str]]:
-    return (f"share/{PACKAGE}/{folder}", sorted(p for p in glob(f"{folder}/{pattern}") if "." in p.split("/")[-1]))
+    files = [p for p in glob(f"{folder}/{pattern}") if "." in p.split("/")[-1] and not p.endswith("README.md")]
+    return (f"share/{PACKAGE}/{folder}", sorted(files))
 
 
 setup(
@@ -29,6 +30,7 @@ setup(
         share("config/calib"),
         share("launch"),
         share("models"),
+        share("rviz"),
     ],
     zip_safe=False,
     maintainer="occdepth_ros maintainers",

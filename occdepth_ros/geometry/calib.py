@@ -73,7 +73,7 @@ def _validate_projection(P: np.ndarray, name: str) -> np.ndarray:
     return P
 
 
-def _as_rigid(T: np.ndarray, name: str) -> np.ndarray:
+def as_rigid(T: np.ndarray, name: str) -> np.ndarray:
     T = np.asarray(T, dtype=np.float64)
     if T.shape == (3, 4):
         T = np.vstack([T, [0.0, 0.0, 0.0, 1.0]])
@@ -103,7 +103,7 @@ def rig_from_projections(
     h, w = int(image_size[0]), int(image_size[1])
     if h <= 0 or w <= 0:
         raise CalibrationError(f"image size must be positive, got {image_size}")
-    T_ref = _as_rigid(T_grid_to_ref, "T_grid_to_ref")
+    T_ref = as_rigid(T_grid_to_ref, "T_grid_to_ref")
     cams = []
     for i, P in enumerate(projections):
         P = _validate_projection(P, f"camera {i}")
@@ -195,7 +195,7 @@ def kitti_calibration(calib: dict[str, np.ndarray], image_size: tuple[int, int])
     if missing:
         raise CalibrationError(f"KITTI calibration lacks {', '.join(missing)}")
     P = tuple(_validate_projection(calib[k], k) for k in ("P2", "P3"))
-    return StereoCalibration(P, _as_rigid(calib["Tr"], "Tr"), tuple(image_size))
+    return StereoCalibration(P, as_rigid(calib["Tr"], "Tr"), tuple(image_size))
 
 
 # Grid frame (x forward, y left, z up) -> camera optical frame (x right, y down, z forward),
@@ -234,7 +234,7 @@ def stereo_calibration_from_yaml(data: dict, image_size: tuple[int, int], source
     T = GRID_TO_OPTICAL
     if "grid_to_camera" in data:
         raw = _numbers(data["grid_to_camera"], "grid_to_camera", source)
-        T = _as_rigid(raw.reshape(4, 4) if raw.size == 16 else _matrix(raw, (3, 4), "grid_to_camera", source),
+        T = as_rigid(raw.reshape(4, 4) if raw.size == 16 else _matrix(raw, (3, 4), "grid_to_camera", source),
                       f"{source} grid_to_camera")
     for key, actual in (("image_height", image_size[0]), ("image_width", image_size[1])):
         if data.get(key) is not None and int(data[key]) != int(actual):
@@ -259,7 +259,7 @@ def calibration_from_camera_info(
             f"right camera_info.p[3] = {P[1][0, 3]} must be negative (-fx * baseline): "
             "are the left and right topics swapped?"
         )
-    return StereoCalibration(P, _as_rigid(T_grid_to_left, "T_grid_to_left"), (int(height), int(width)))
+    return StereoCalibration(P, as_rigid(T_grid_to_left, "T_grid_to_left"), (int(height), int(width)))
 
 
 def load_calibration_file(path: str | Path, image_size: tuple[int, int]) -> StereoCalibration:

@@ -1,0 +1,206 @@
+"""The node's parameters: one dataclass, validated once at start with errors that name
+the parameter, so a bad launch file fails immediately instead of producing no output."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..geometry.calib import GRID_TO_OPTICAL, CalibrationError, as_rigid
+from ..model.config import preset_names
+from .stereo_sync import IMAGE_STREAMS, STEREO_STREAMS, seconds_to_ns
+from .voxel_outputs import DEFAULT_FREE_CLASSES
+
+INPUT_QOS_CHOICES = ("SENSOR_DATA", "SYSTEM_DEFAULT", "DEFAULT")
+BACKENDS = ("torch",)
+RIGID_SIZES = (12, 16)  # grid_to_camera: 3x4 or 4x4, row-major
+MIN_STATS_WINDOW = 2
+PATH_PARAMS = ("calib_file", "checkpoint")
+
+
+@dataclass
+class NodeParams:
+    """Defaults suit KITTI-like data in the image_pipeline topic layout."""
+
+    # inputs (image_pipeline names, relative so a namespace or remap moves them)
+    left_image_topic: str = "left/image_rect"
+    right_image_topic: str = "right/image_rect"
+    left_info_topic: str = "left/camera_info"
+    right_info_topic: str = "right/camera_info"
+    input_qos: str = "SENSOR_DATA"
+    approximate_sync: bool = False
+    sync_tolerance_s: float = 0.01  # max stamp spread of a set when approximate_sync
+    queue_size: int = 5
+    stamp_reset_jump_s: float = 1.0  # a stamp this far back clears the pairing (bag loop); 0 = never
+    # calibration: camera_info (+ grid_to_camera), or a calibration file instead
+    calib_file: str = ""  # KITTI calib.txt or stereo YAML; empty = use camera_info
+    grid_to_camera: tuple[float, ...] = ()  # 12/16 numbers, grid -> left optical; empty = GRID_TO_OPTICAL
+    # model
+    checkpoint: str = ""  # empty = the shipped default model
+    preset: str = ""  # empty = taken from the checkpoint
+    backend: str = "torch"
+    device: str = "cpu"
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    # outputs
+    frame_id: str = "occdepth_grid"  # frame of the voxel grid (KITTI: velodyne)
+    publish_confidence: bool = False
+    publish_unseen_voxels: bool = True  # False: only voxels inside a camera's view
+    publish_label_grid: bool = True
+    occupancy_min_z: float = -1.5  # m, grid frame
+    occupancy_max_z: float = 0.5
+    free_classes: tuple[str, ...] = DEFAULT_FREE_CLASSES
+    occupancy_transient_local: bool = True  # REP-2003 map QoS
+    marker_max_voxels: int = 30000  # RViz2 struggles above ~20-30k cubes (ros2/rviz#790)
+    marker_max_rate_hz: float = 1.0  # 0 disables ~/voxel_markers
+    # diagnostics
+    processing_budget_ms: float = 500.0
+    diagnostics_period_s: float = 1.0
+    stats_window: int = 50
+
+    # -- construction --------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "NodeParams":
+        """From ROS parameter values (or YAML); unknown names and wrong types are errors."""
+        hints = typing.get_type_hints(cls)
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown}; known: {known}")
+        return cls(**{name: _coerce(name, value, hints[name]) for name, value in values.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (tuples as lists), e.g. to declare the ROS parameters."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def resolved(self, share_dir: str | Path) -> "NodeParams":
+        """Relative ``calib_file``/``checkpoint``: the working directory if the file is there,
+        else the package share directory (so config YAMLs can name shipped files)."""
+        changes = {}
+        for name in PATH_PARAMS:
+            value = getattr(self, name)
+            if value and not Path(value).is_absolute() and not Path(value).is_file():
+                changes[name] = str(Path(share_dir) / value)
+        return dataclasses.replace(self, **changes)
+
+    # -- validation ----------------------------------------------------------------
+    def validate(self, class_names: Sequence[str] | None = None) -> "NodeParams":
+        """Raise ValueError naming the first bad parameter; ``class_names`` (the model's
+        class set, known once it is loaded) also checks ``free_classes``."""
+        for name in ("left_image_topic", "right_image_topic", "left_info_topic", "right_info_topic"):
+            _require(bool(getattr(self, name).strip()), name, "must not be empty")
+        _require(bool(self.frame_id) and not self.frame_id.startswith("/"), "frame_id",
+                 f"must be a non-empty tf2 frame name without a leading '/', got {self.frame_id!r}")
+        _require(self.input_qos.upper() in INPUT_QOS_CHOICES, "input_qos",
+                 f"must be one of {INPUT_QOS_CHOICES}, got {self.input_qos!r}")
+        self._validate_sync()
+        self._validate_model()
+        self._validate_calibration()
+        self._validate_outputs(class_names)
+        return self
+
+    def _validate_sync(self) -> None:
+        _require(_finite(self.sync_tolerance_s) and self.sync_tolerance_s >= 0, "sync_tolerance_s",
+                 f"must be >= 0, got {self.sync_tolerance_s}")
+        if self.approximate_sync:
+            _require(self.sync_tolerance_s > 0, "sync_tolerance_s",
+                     "must be > 0 when approximate_sync is true (e.g. 0.01)")
+        _require(self.queue_size >= 1, "queue_size", f"must be >= 1, got {self.queue_size}")
+        _require(_finite(self.stamp_reset_jump_s) and self.stamp_reset_jump_s >= 0, "stamp_reset_jump_s",
+                 f"must be >= 0 (0 = never reset), got {self.stamp_reset_jump_s}")
+
+    def _validate_model(self) -> None:
+        _require(self.backend in BACKENDS, "backend", f"must be one of {BACKENDS}, got {self.backend!r}")
+        _require(self.device == "cpu" or self.device.startswith("cuda"), "device",
+                 f"must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        _require(self.threads >= 0, "threads", f"must be >= 0 (0 = default), got {self.threads}")
+        if self.checkpoint:
+            _require(Path(self.checkpoint).is_file(), "checkpoint", f"no such file: {self.checkpoint}")
+        if self.preset:
+            presets = preset_names()
+            _require(self.preset in presets, "preset", f"unknown preset {self.preset!r}; presets: {presets}")
+
+    def _validate_calibration(self) -> None:
+        if self.calib_file:
+            _require(Path(self.calib_file).is_file(), "calib_file", f"no such file: {self.calib_file}")
+            _require(not self.grid_to_camera, "grid_to_camera",
+                     "is only used with camera_info; calib_file carries its own grid pose")
+        if self.grid_to_camera:
+            self.grid_to_camera_matrix()
+
+    def _validate_outputs(self, class_names: Sequence[str] | None) -> None:
+        for name in ("occupancy_min_z", "occupancy_max_z", "marker_max_rate_hz", "processing_budget_ms",
+                     "diagnostics_period_s"):
+            _require(_finite(getattr(self, name)), name, f"must be finite, got {getattr(self, name)}")
+        _require(self.occupancy_min_z <= self.occupancy_max_z, "occupancy_min_z",
+                 f"must be <= occupancy_max_z ({self.occupancy_min_z} > {self.occupancy_max_z})")
+        if class_names is not None:
+            unknown = [c for c in self.free_classes if c not in class_names]
+            _require(not unknown, "free_classes", f"unknown class(es) {unknown}; classes: {list(class_names)}")
+        _require(self.marker_max_voxels >= 0, "marker_max_voxels", f"must be >= 0, got {self.marker_max_voxels}")
+        _require(self.marker_max_rate_hz >= 0, "marker_max_rate_hz",
+                 f"must be >= 0 (0 disables markers), got {self.marker_max_rate_hz}")
+        _require(self.processing_budget_ms > 0, "processing_budget_ms",
+                 f"must be > 0, got {self.processing_budget_ms}")
+        _require(self.diagnostics_period_s > 0, "diagnostics_period_s",
+                 f"must be > 0, got {self.diagnostics_period_s}")
+        _require(self.stats_window >= MIN_STATS_WINDOW, "stats_window",
+                 f"must be >= {MIN_STATS_WINDOW}, got {self.stats_window}")
+
+    # -- derived values ------------------------------------------------------------
+    def grid_to_camera_matrix(self) -> np.ndarray:
+        """(4, 4) grid frame -> left rectified (optical) camera frame."""
+        if not self.grid_to_camera:
+            return GRID_TO_OPTICAL.copy()
+        n = len(self.grid_to_camera)
+        _require(n in RIGID_SIZES, "grid_to_camera", f"needs 12 (3x4) or 16 (4x4) numbers, got {n}")
+        m = np.asarray(self.grid_to_camera, dtype=np.float64).reshape(-1, 4)
+        try:
+            return as_rigid(m, "grid_to_camera")
+        except CalibrationError as exc:
+            raise ValueError(f"parameter {exc}") from exc
+
+    def sync_streams(self) -> tuple[str, ...]:
+        """With a calibration file the camera_info topics are not needed."""
+        return IMAGE_STREAMS if self.calib_file else STEREO_STREAMS
+
+    def sync_tolerance_ns(self) -> int:
+        return seconds_to_ns(self.sync_tolerance_s) if self.approximate_sync else 0
+
+    def stamp_reset_jump_ns(self) -> int | None:
+        return seconds_to_ns(self.stamp_reset_jump_s) if self.stamp_reset_jump_s > 0 else None
+
+
+def _require(ok: bool, name: str, problem: str) -> None:
+    if not ok:
+        raise ValueError(f"parameter {name} {problem}")
+
+
+def _finite(x: float) -> bool:
+    return math.isfinite(x)
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Check a value against the field's type; ints are accepted for floats (YAML ``1``)."""
+    if typing.get_origin(hint) is tuple:
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
+            raise ValueError(f"parameter {name} must be a list of {item.__name__}, got {value!r}")
+        return tuple(_coerce(name, v, item) for v in value)
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, hint)
+    if not ok:
+        raise ValueError(f"parameter {name} must be {hint.__name__}, got {type(value).__name__} {value!r}")
+    return value

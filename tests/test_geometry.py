@@ -762,7 +762,17 @@ def test_camera_info_pair_errors() -> None:
     right = [700.0, 0, 640, -84.0, 0, 700, 360, 0, 0, 0, 1, 0]
     with pytest.raises(CalibrationError, match="swapped"):
         calibration_from_camera_info(right, left, 1280, 720)
+    with pytest.raises(CalibrationError, match="swapped"):
+        calibration_from_camera_info(left, left, 1280, 720)  # zero baseline
     with pytest.raises(CalibrationError, match="needs 12 numbers"):
         calibration_from_camera_info(left[:9], right, 1280, 720)
     with pytest.raises(CalibrationError, match="focal lengths must be positive"):
         calibration_from_camera_info([0.0] * 12, right, 1280, 720)
+
+
+def test_kitti_p2_p3_as_camera_info_equal_the_calib_file(calib: dict[str, np.ndarray]) -> None:
+    """KITTI camera_infos carry P2/P3 (non-zero p[3]: both relative to cam0) and Tr."""
+    from occdepth_ros.geometry.calib import calibration_from_camera_info
+
+    cal = calibration_from_camera_info(calib["P2"].ravel(), calib["P3"].ravel(), 1241, 376, calib["Tr"])
+    assert cal == kitti_calibration(calib, (376, 1241))

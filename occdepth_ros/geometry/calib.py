@@ -245,21 +245,21 @@ def stereo_calibration_from_yaml(data: dict, image_size: tuple[int, int], source
 
 
 def calibration_from_camera_info(
-    left_p, right_p, width: int, height: int, T_grid_to_left: np.ndarray = GRID_TO_OPTICAL
+    left_p, right_p, width: int, height: int, T_grid_to_ref: np.ndarray = GRID_TO_OPTICAL
 ) -> StereoCalibration:
-    """A rectified sensor_msgs/CameraInfo pair (the 12-number ``p`` arrays; the right one
-    carries -fx*baseline in p[3]) and the grid's pose in the left camera frame."""
+    """A rectified sensor_msgs/CameraInfo pair (the 12-number ``p`` arrays) and the grid's
+    pose in their common rectified reference frame: the left camera when its p[3] is 0
+    (stereo_image_proc convention), cam0 for KITTI's P2/P3."""
     P = tuple(_validate_projection(_matrix(p, (3, 4), name, "camera_info"), name)
               for p, name in ((left_p, "left camera_info.p"), (right_p, "right camera_info.p")))
-    if abs(P[0][0, 3]) > 1e-9 * max(1.0, P[0][0, 0]):
-        raise CalibrationError("left camera_info.p[3] must be 0 (the left camera is the rectified reference): "
-                               "are the left and right topics swapped?")
-    if P[1][0, 3] >= 0:
+    # Camera x position in the reference frame is -p[3]/fx; the right camera must be to the right.
+    x_left, x_right = (-p[0, 3] / p[0, 0] for p in P)
+    if x_right <= x_left:
         raise CalibrationError(
-            f"right camera_info.p[3] = {P[1][0, 3]} must be negative (-fx * baseline): "
-            "are the left and right topics swapped?"
+            f"right camera is not to the right of the left one (x {x_right:.4f} m vs {x_left:.4f} m "
+            "from p[3] = -fx * x): are the left and right topics swapped?"
         )
-    return StereoCalibration(P, as_rigid(T_grid_to_left, "T_grid_to_left"), (int(height), int(width)))
+    return StereoCalibration(P, as_rigid(T_grid_to_ref, "T_grid_to_ref"), (int(height), int(width)))
 
 
 def load_calibration_file(path: str | Path, image_size: tuple[int, int]) -> StereoCalibration:

@@ -1,0 +1,74 @@
+"""One synchronised stereo set -> everything the node publishes, as plain arrays.
+
+No ROS here: the input messages are read through their fields only, so tests can pass
+simple objects. Errors are InputError / CalibrationError with a reason; the node
+counts them and publishes nothing for that frame.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..classes import ClassSet
+from ..geometry.calib import CalibrationError, StereoCalibration, calibration_from_camera_info, load_calibration_file
+from ..inference import InputError, Prediction, StereoInference
+from .image_decode import decode_image
+from .params import NodeParams
+from .stereo_sync import stamp_to_ns
+from .voxel_outputs import BevGrid, OccupiedVoxels, VoxelCloud, bev_occupancy, occupied_voxels, voxel_cloud
+
+
+@dataclass
+class FrameOutputs:
+    stamp_ns: int  # the left image's stamp: every output carries it
+    prediction: Prediction
+    voxels: OccupiedVoxels
+    cloud: VoxelCloud
+    bev: BevGrid
+    processing_s: float
+
+
+class FrameProcessor:
+    def __init__(self, engine: StereoInference, params: NodeParams, classes: ClassSet) -> None:
+        self.engine, self.params, self.classes = engine, params, classes
+        self._file_calibration: dict[tuple[int, int], StereoCalibration] = {}
+
+    def calibration(self, left_img: Any, right_img: Any, infos: tuple[Any, Any] | None) -> StereoCalibration:
+        size = (int(left_img.height), int(left_img.width))
+        if self.params.calib_file:
+            if size not in self._file_calibration:
+                self._file_calibration[size] = load_calibration_file(self.params.calib_file, size)
+            return self._file_calibration[size]
+        if infos is None:
+            raise CalibrationError("no camera_info received and no calib_file set")
+        left_info, right_info = infos
+        for name, info, img in (("left", left_info, left_img), ("right", right_info, right_img)):
+            if (int(info.height), int(info.width)) != (int(img.height), int(img.width)):
+                raise CalibrationError(
+                    f"{name} camera_info is for {info.width}x{info.height} but the image is {img.width}x{img.height}"
+                )
+        return calibration_from_camera_info(left_info.p, right_info.p, left_info.width, left_info.height,
+                                            self.params.grid_to_camera_matrix())
+
+    def process(self, msgs: tuple) -> FrameOutputs:
+        """``msgs``: (left image, right image[, left info, right info]) of one stamp."""
+        start = time.perf_counter()
+        left_msg, right_msg = msgs[0], msgs[1]
+        infos = (msgs[2], msgs[3]) if len(msgs) == 4 else None
+        left = decode_image(left_msg, "left image")
+        right = decode_image(right_msg, "right image")
+        if left.shape != right.shape:
+            raise InputError(f"left image is {left.shape[1]}x{left.shape[0]}, right is {right.shape[1]}x{right.shape[0]}")
+        self.engine.set_calibration(self.calibration(left_msg, right_msg, infos))
+        pred = self.engine.predict([left, right])
+        cfg = self.engine.cfg
+        voxels = occupied_voxels(pred.labels, cfg.grid, self.classes,
+                                 confidence=pred.confidence if self.params.publish_confidence else None,
+                                 seen=pred.seen, include_unseen=self.params.publish_unseen_voxels)
+        cloud = voxel_cloud(voxels, self.classes, with_confidence=self.params.publish_confidence)
+        bev = bev_occupancy(pred.labels, cfg.grid, self.classes, self.params.occupancy_min_z,
+                            self.params.occupancy_max_z, seen=pred.seen, free_classes=self.params.free_classes)
+        stamp = stamp_to_ns(left_msg.header.stamp.sec, left_msg.header.stamp.nanosec)
+        return FrameOutputs(stamp, pred, voxels, cloud, bev, time.perf_counter() - start)

@@ -1,0 +1,230 @@
+"""occdepth_node: synchronised stereo images (+ camera_info) in, semantic voxels out.
+
+A thin rclpy layer: callbacks only pair messages and hand the newest set to a worker
+thread (the latest pair wins while inference runs; replaced sets count as drops); the
+worker runs :class:`FrameProcessor` and publishes. All logic lives in plain modules.
+
+Outputs, stamped with the left image's stamp, in the ``frame_id`` frame (the grid's frame;
+for KITTI the velodyne frame, x forward, y left, z up; ``grid_to_camera`` / the calibration's
+Tr is the transform from it into the left rectified optical frame):
+
+- ``~/voxels`` sensor_msgs/PointCloud2: occupied voxel centres with x, y, z, rgb, label
+  (and confidence); the primary dense output.
+- ``~/voxel_markers`` visualization_msgs/MarkerArray: DELETEALL + one CUBE_LIST per class,
+  built only when subscribed, at most ``marker_max_rate_hz``, ``marker_max_voxels`` cubes.
+- ``~/occupancy`` nav_msgs/OccupancyGrid: bird's-eye view (-1 unknown, 0 free, 100 occupied
+  in the z band), reliable and transient_local.
+- ``~/label_grid`` std_msgs/UInt8MultiArray: the dense class grid (x, y, z).
+- ``/diagnostics``, ``~/debug/processing_time_ms``, ``~/debug/pipeline_latency_ms``.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import fields
+
+import rclpy
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import (
+    DurabilityPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+    qos_profile_system_default,
+)
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from nav_msgs.msg import OccupancyGrid
+from std_msgs.msg import Float64, UInt8MultiArray
+from visualization_msgs.msg import MarkerArray
+from diagnostic_msgs.msg import DiagnosticArray
+
+from ..checkpoint import CheckpointError, load_model
+from ..classes import load_class_set
+from ..geometry.calib import CalibrationError
+from ..inference import InputError, StereoInference
+from ..model.config import ConfigError
+from ..resources import model_path, share_dir
+from .latest_slot import LatestSlot
+from .messages import diagnostic_array, label_grid, make_header, marker_array, occupancy_grid, point_cloud2
+from .params import NodeParams
+from .processor import FrameOutputs, FrameProcessor
+from .stats import RuntimeStats
+from .stereo_sync import StereoSync, stamp_to_ns
+from .voxel_outputs import marker_groups, z_band_layers
+
+DEFAULT_MODEL = "default.safetensors"
+LOG_THROTTLE_S = 5.0
+WORKER_POLL_S = 0.1
+INPUT_QOS = {
+    "SENSOR_DATA": qos_profile_sensor_data,
+    "SYSTEM_DEFAULT": qos_profile_system_default,
+    "DEFAULT": QoSProfile(depth=10),
+}
+# Sync counters that become drop reasons in the diagnostics.
+SYNC_DROPS = {"backwards": "stamp_backwards", "overflow": "sync", "unmatched": "sync", "flushed": "sync"}
+
+
+def declare_params(node: Node) -> NodeParams:
+    """Declare every NodeParams field with its default; read back what was set."""
+    defaults = NodeParams()
+    values = {}
+    for f in fields(NodeParams):
+        default = getattr(defaults, f.name)
+        if isinstance(default, tuple) and not default:
+            node.declare_parameter(f.name, Parameter.Type.DOUBLE_ARRAY)  # typed: no default value
+        else:
+            node.declare_parameter(f.name, list(default) if isinstance(default, tuple) else default)
+        try:
+            value = node.get_parameter(f.name).value
+        except ParameterUninitializedException:  # typed, no default, not set
+            continue
+        if value is not None:
+            values[f.name] = value
+    return NodeParams.from_dict(values).resolved(share_dir())
+
+
+class OccDepthNode(Node):
+    def __init__(self, node_name: str = "occdepth_node", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        params = declare_params(self).validate()
+        checkpoint = params.checkpoint or (None if params.preset else str(model_path(DEFAULT_MODEL)))
+        model = load_model(checkpoint, preset=params.preset or None)
+        self.classes = load_class_set(model.cfg.class_set)
+        params.validate(self.classes.names)
+        z_band_layers(model.cfg.grid, params.occupancy_min_z, params.occupancy_max_z)
+        self.params = params
+        engine = StereoInference(model, device=params.device, threads=params.threads or None)
+        self.processor = FrameProcessor(engine, params, self.classes)
+        self.sync = StereoSync(params.sync_streams(), params.sync_tolerance_ns(), params.queue_size,
+                               params.stamp_reset_jump_ns())
+        self._sync_seen = self.sync.counters
+        self.slot: LatestSlot[tuple] = LatestSlot()
+        self.stats = RuntimeStats(params.processing_budget_ms, params.stats_window)
+        self._last_marker_time = 0.0
+        self._create_io()
+        self._worker = threading.Thread(target=self._work, name="occdepth_inference", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"model {model.cfg.name} ({checkpoint or 'preset ' + params.preset}), grid {model.cfg.grid.dims} "
+            f"@ {model.cfg.grid.voxel_size} m in frame '{params.frame_id}', "
+            f"calibration from {params.calib_file or 'camera_info'}"
+        )
+
+    # -- wiring ---------------------------------------------------------------------
+    def _create_io(self) -> None:
+        p = self.params
+        qos_in = INPUT_QOS[p.input_qos.upper()]
+        topics = {"left_image": (Image, p.left_image_topic), "right_image": (Image, p.right_image_topic),
+                  "left_info": (CameraInfo, p.left_info_topic), "right_info": (CameraInfo, p.right_info_topic)}
+        self._subs = [
+            self.create_subscription(msg_type, topic, lambda msg, s=stream: self._on_message(s, msg), qos_in)
+            for stream, (msg_type, topic) in topics.items() if stream in p.sync_streams()
+        ]
+        out = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        grid_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                              durability=DurabilityPolicy.TRANSIENT_LOCAL if p.occupancy_transient_local
+                              else DurabilityPolicy.VOLATILE)
+        self.pub_cloud = self.create_publisher(PointCloud2, "~/voxels", out)
+        self.pub_markers = self.create_publisher(MarkerArray, "~/voxel_markers", out)
+        self.pub_grid = self.create_publisher(OccupancyGrid, "~/occupancy", grid_qos)
+        self.pub_labels = self.create_publisher(UInt8MultiArray, "~/label_grid", out)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.pub_time = self.create_publisher(Float64, "~/debug/processing_time_ms", 10)
+        self.pub_latency = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", 10)
+        self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
+
+    def _on_message(self, stream: str, msg) -> None:
+        if stream == "left_image":
+            self.stats.record_input()
+        matched = self.sync.add(stream, stamp_to_ns(msg.header.stamp.sec, msg.header.stamp.nanosec), msg)
+        self._account_sync()
+        if matched is not None and self.slot.put(matched):
+            self.stats.count_drop("busy")
+
+    def _account_sync(self) -> None:
+        now = self.sync.counters
+        for counter, reason in SYNC_DROPS.items():
+            delta = getattr(now, counter) - getattr(self._sync_seen, counter)
+            if delta > 0:
+                self.stats.count_drop(reason, delta)
+                if reason == "stamp_backwards":
+                    self.get_logger().warn("input stamps went backwards; message(s) dropped",
+                                           throttle_duration_sec=LOG_THROTTLE_S)
+        self._sync_seen = now
+
+    # -- worker ---------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self.slot.closed:
+            msgs = self.slot.take(timeout=WORKER_POLL_S)
+            if msgs is None:
+                continue
+            try:
+                result = self.processor.process(msgs)
+            except InputError as exc:
+                self._reject("bad_input", f"bad input, frame skipped: {exc}")
+                continue
+            except CalibrationError as exc:
+                self._reject("calibration", f"calibration problem, frame skipped: {exc}")
+                continue
+            except Exception as exc:  # noqa: BLE001 - keep the node alive, say why
+                self._reject("bad_input", f"frame failed ({type(exc).__name__}: {exc})")
+                continue
+            self._publish(result)
+
+    def _reject(self, reason: str, message: str) -> None:
+        self.stats.count_drop(reason)
+        self.get_logger().warn(message, throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _publish(self, r: FrameOutputs) -> None:
+        p = self.params
+        header = make_header(r.stamp_ns, p.frame_id)
+        self.pub_cloud.publish(point_cloud2(r.cloud, header))
+        if p.publish_label_grid:
+            self.pub_labels.publish(label_grid(r.prediction.labels))
+        self.pub_grid.publish(occupancy_grid(r.bev, header))
+        now = time.monotonic()
+        if (p.marker_max_rate_hz > 0 and self.pub_markers.get_subscription_count() > 0
+                and now - self._last_marker_time >= 1.0 / p.marker_max_rate_hz):
+            groups = marker_groups(r.voxels, self.classes, max_voxels=p.marker_max_voxels)
+            self.pub_markers.publish(marker_array(groups, header, self.processor.engine.cfg.grid.voxel_size))
+            self._last_marker_time = now
+        latency_s = self.get_clock().now().nanoseconds * 1e-9 - r.stamp_ns * 1e-9
+        self.stats.record_processed(r.processing_s, latency_s)
+        self.pub_time.publish(Float64(data=r.processing_s * 1e3))
+        self.pub_latency.publish(Float64(data=latency_s * 1e3))
+
+    def _publish_diagnostics(self) -> None:
+        header = make_header(self.get_clock().now().nanoseconds, "")
+        self.pub_diag.publish(diagnostic_array(self.stats.report(), header, f"{self.get_name()}: pipeline",
+                                               hardware_id=self.get_fully_qualified_name()))
+
+    def destroy_node(self) -> None:
+        self.slot.close()
+        self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(argv: list[str] | None = None) -> int:
+    rclpy.init(args=argv)
+    node = None
+    try:
+        node = OccDepthNode()
+        rclpy.spin(node)
+    except (ValueError, CheckpointError, CalibrationError, ConfigError) as exc:
+        print(f"occdepth_node: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,6 +25,7 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
+        share("config", "*.yaml"),
         share("config/classes"),
         share("config/models"),
         share("config/calib"),
@@ -44,6 +45,7 @@ setup(
             "occdepth-synth = occdepth_ros.data.synth.cli:main",
             "occdepth-train = occdepth_ros.cli.train:main",
             "occdepth-eval = occdepth_ros.cli.evaluate:main",
+            "occdepth_node = occdepth_ros.node.ros_node:main",
         ],
     },
 )

@@ -1,0 +1,66 @@
+"""Run occdepth_node on a stereo camera, optionally with RViz and a bag to play.
+
+    ros2 launch occdepth_ros stereo.launch.py                       # KITTI configuration
+    ros2 launch occdepth_ros stereo.launch.py config:=<share>/config/generic_stereo.yaml \\
+        left_image:=/zed/left/image_rect_color right_image:=/zed/right/image_rect_color \\
+        left_info:=/zed/left/camera_info right_info:=/zed/right/camera_info use_rviz:=true
+    ros2 launch occdepth_ros stereo.launch.py bag:=kitti_00 use_rviz:=true
+
+Empty arguments leave the config file's value in place.
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+PACKAGE = 'occdepth_ros'
+# Launch argument -> node parameter, passed only when not empty.
+PARAMETER_ARGS = ('checkpoint', 'preset', 'backend', 'device', 'calib_file', 'frame_id')
+# Launch argument -> the node's input topic it remaps.
+REMAP_ARGS = {
+    'left_image': 'left/image_rect',
+    'right_image': 'right/image_rect',
+    'left_info': 'left/camera_info',
+    'right_info': 'right/camera_info',
+}
+
+
+def _setup(context):
+    value = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+    overrides = {name: value(name) for name in PARAMETER_ARGS if value(name)}
+    remaps = [(topic, value(arg)) for arg, topic in REMAP_ARGS.items() if value(arg)]
+    actions = [Node(
+        package=PACKAGE, executable='occdepth_node', name='occdepth_node', output='screen',
+        parameters=[value('config'), overrides], remappings=remaps,
+    )]
+    if value('use_rviz').lower() in ('true', '1'):
+        rviz = PathJoinSubstitution([FindPackageShare(PACKAGE), 'rviz', 'occdepth.rviz'])
+        actions.append(Node(package='rviz2', executable='rviz2', arguments=['-d', rviz], output='screen'))
+    if value('bag'):
+        cmd = ['ros2', 'bag', 'play', value('bag'), '--rate', value('bag_rate')]
+        if value('bag_loop').lower() in ('true', '1'):
+            cmd.append('--loop')
+        actions.append(ExecuteProcess(cmd=cmd, output='screen'))
+    return actions
+
+
+def generate_launch_description():
+    share = FindPackageShare(PACKAGE)
+    args = [
+        DeclareLaunchArgument('config', default_value=PathJoinSubstitution([share, 'config', 'kitti.yaml']),
+                              description='node parameter file'),
+        DeclareLaunchArgument('checkpoint', default_value='', description='weights; empty: shipped default'),
+        DeclareLaunchArgument('preset', default_value='', description='model preset for official .ckpt files'),
+        DeclareLaunchArgument('backend', default_value='', description='torch (onnxruntime, tensorrt: later)'),
+        DeclareLaunchArgument('device', default_value='', description='cpu or cuda'),
+        DeclareLaunchArgument('calib_file', default_value='', description='KITTI calib.txt / stereo YAML'),
+        DeclareLaunchArgument('frame_id', default_value='', description='frame of the voxel grid'),
+        DeclareLaunchArgument('use_rviz', default_value='false'),
+        DeclareLaunchArgument('bag', default_value='', description='rosbag2 folder to play'),
+        DeclareLaunchArgument('bag_rate', default_value='1.0'),
+        DeclareLaunchArgument('bag_loop', default_value='true'),
+    ] + [DeclareLaunchArgument(arg, default_value='', description=f'remap of {topic}')
+         for arg, topic in REMAP_ARGS.items()]
+    return LaunchDescription(args + [OpaqueFunction(function=_setup)])

@@ -36,8 +36,9 @@ class ClassSet:
         return 1.0 / np.log(f + 0.001)
 
     def remap_lut(self) -> np.ndarray:
-        """Raw label id -> class lookup (uint16 ids, 0xFFFF entries); raw ids that
-        the learning map sends to empty, other than 0 itself, become ignore."""
+        """Raw label id -> class lookup (uint8; ids beyond the table are the caller's to
+        clip). Raw ids that the learning map sends to empty, other than 0 itself
+        (outlier, other-structure, other-object), become ignore, as in OccDepth."""
         lut = np.full(max(self.learning_map) + 1, self.ignore_index, dtype=np.uint8)
         for raw, cls in self.learning_map.items():
             lut[raw] = cls if (cls != self.empty_index or raw == 0) else self.ignore_index

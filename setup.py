@@ -46,6 +46,9 @@ setup(
             "occdepth-train = occdepth_ros.cli.train:main",
             "occdepth-eval = occdepth_ros.cli.evaluate:main",
             "occdepth_node = occdepth_ros.node.ros_node:main",
+            "occdepth-kitti2bag = occdepth_ros.tools.kitti2bag:main",
+            "occdepth-play = occdepth_ros.tools.bag_player:main",
+            "occdepth-demo = occdepth_ros.tools.demo:main",
         ],
     },
 )

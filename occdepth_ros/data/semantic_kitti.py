@@ -152,22 +152,6 @@ def downsample_target(target: np.ndarray, factor: int, ignore_index: int = 255) 
     return np.where(mostly_empty, empty_value, majority).astype(np.uint8).reshape(small)
 
 
-def majority_downsample(target: np.ndarray, factor: int, ignore_index: int = 255) -> np.ndarray:
-    """Block mode of the labelled voxels (empty counts as a label), ignore only where the
-    whole block is ignore. Used to bring the 0.2 m target to a coarser model's output grid,
-    where the 95%-empty rule of ``downsample_target`` would inflate occupancy."""
-    t = _as_int_array(target, "target")
-    if factor == 1:
-        return t.astype(np.uint8)
-    if t.ndim != 3:
-        raise ValueError(f"target must be a 3D grid, got shape {t.shape}")
-    small, blocks = _blocks(t, factor)
-    hist, values = _block_histograms(blocks)
-    labelled = np.where(values == ignore_index, 0, hist)
-    mode = values[labelled.argmax(axis=1)]
-    return np.where(labelled.sum(axis=1) > 0, mode, ignore_index).astype(np.uint8).reshape(small)
-
-
 def to_semantic_kitti_grid(labels: np.ndarray, origin, extent, voxel_size: float) -> np.ndarray | None:
     """Labels on the 256x256x32 / 0.2 m benchmark grid, by nearest upsampling, if the
     grid covers the benchmark volume with an integer multiple of 0.2 m; else None."""

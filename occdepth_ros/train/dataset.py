@@ -19,7 +19,6 @@ from ..data.semantic_kitti import (
     SEMANTIC_KITTI_GRID,
     SEMANTIC_KITTI_VOXEL,
     downsample_target,
-    majority_downsample,
     read_frame_target,
 )
 from ..geometry.calib import StereoRig, kitti_calibration, read_kitti_calib, rig_from_projections
@@ -133,7 +132,9 @@ class SSCDataset(torch.utils.data.Dataset):
             tensors = [t.flip(-1) for t in tensors]
         lookup = geo.lookups[int(flip)]
         full = read_frame_target(ref.sequence.voxel_dir, ref.frame, self.class_set)
-        target = majority_downsample(full, self.out_factor)
+        # Official _downsample_label rule: a block is labelled if anything in it is, so
+        # one-voxel-thick ground and walls survive the move to a coarser output grid.
+        target = downsample_target(full, self.out_factor)
         sample = {
             "images": torch.stack(tensors),
             "lift": LiftTensors(*(t[0] for t in lookup.to_torch())),

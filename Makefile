@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SAMPLE := out/sample
 SAMPLE_SEQ := $(SAMPLE)/sequences/00
 
-.PHONY: setup demo test clean default-model
+.PHONY: setup demo infer-sample test clean default-model
 
 # Reproduce models/default.safetensors and the model card's comparison (docs/MODEL_CARD.md):
 # synthetic data, the default (Stereo-SFA) and the mean-fusion ablation trained alike,
@@ -27,12 +27,17 @@ $(STAMP): setup.py requirements.txt
 
 setup: $(STAMP)
 
-# The main job on the embedded default: generate a synthetic KITTI-format stereo frame,
-# run the shipped model on it, write labels and a picture to out/demo.
+# The main job on the embedded default: a synthetic KITTI-format stereo sequence becomes a
+# rosbag2, is replayed over DDS into occdepth_node (shipped model), and the node's rate,
+# latency and drops are printed; a picture of the last voxel grid goes to out/demo/demo.png.
 demo: $(STAMP)
+	$(VENV)/bin/occdepth-demo --frames 20 --out out/demo
+
+# One stereo pair through the model without ROS: labels, .label file and a picture.
+infer-sample: $(STAMP)
 	$(VENV)/bin/occdepth-synth --out $(SAMPLE) --sequences 00 --frames 1 --seed 7
 	$(VENV)/bin/occdepth-infer --left $(SAMPLE_SEQ)/image_2/000000.png --right $(SAMPLE_SEQ)/image_3/000000.png \
-		--calib $(SAMPLE_SEQ)/calib.txt --out out/demo
+		--calib $(SAMPLE_SEQ)/calib.txt --out out/infer
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -28,7 +28,8 @@ from ..classes import load_class_set
 from ..data.images import read_rgb
 from ..data.kitti_odometry import KittiSequence
 from ..data.synth.cli import main as synth_main
-from ..node.ros_node import OccDepthNode
+from ..node.ros_node import DEFAULT_MODEL, OccDepthNode
+from ..resources import model_path
 from ..node.stereo_sync import stamp_to_ns
 from ..viz.render import render_panel
 from .bag_player import BagPlayer
@@ -77,6 +78,10 @@ def prepare_bag(args: argparse.Namespace, out: Path) -> tuple[KittiSequence, Pat
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.checkpoint and not args.preset and not model_path(DEFAULT_MODEL).is_file():
+        print(f"warning: {model_path(DEFAULT_MODEL)} not found; using the compact preset with UNTRAINED weights",
+              file=sys.stderr)
+        args.preset = "compact"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seq, bag, start_ns = prepare_bag(args, out)

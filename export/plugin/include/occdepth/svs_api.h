@@ -1,0 +1,26 @@
+// C ABI of the StereoVoxelSample libraries, for ctypes and for the TensorRT plugin.
+// Parameters and layouts: occdepth/stereo_voxel_sample.h (struct occdepth::SvsParams).
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "occdepth/stereo_voxel_sample.h"
+
+#define OCCDEPTH_SVS_API extern "C" __attribute__((visibility("default")))
+
+// Bumped whenever SvsParams or an entry point changes, so a loader can refuse a stale build.
+#define OCCDEPTH_SVS_ABI_VERSION 1
+
+// liboccdepth_svs_cpu
+OCCDEPTH_SVS_API int32_t occdepth_svs_abi_version(void);
+OCCDEPTH_SVS_API size_t occdepth_svs_params_size(void);  // sizeof(SvsParams), to check a mirror
+// out: (B, C, N) float32. params->feature_dtype must be kSvsFloat32. Returns an SvsStatus.
+OCCDEPTH_SVS_API int32_t occdepth_svs_forward_f32(const occdepth::SvsParams* params, float* out);
+
+// liboccdepth_svs_cuda
+// All pointers are device pointers; out has params->feature_dtype (float32 or float16).
+// stream is a cudaStream_t, typed void* so this header needs no CUDA headers. Enqueues
+// and returns: 0, a negative SvsStatus (nothing enqueued) or a positive cudaError_t.
+OCCDEPTH_SVS_API int32_t occdepth_svs_forward_cuda(const occdepth::SvsParams* params, void* out,
+                                                   void* stream);

@@ -12,15 +12,10 @@ import argparse
 import shutil
 import statistics
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import rclpy
-from rclpy.executors import MultiThreadedExecutor
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import UInt8MultiArray
 
@@ -32,18 +27,11 @@ from ..node.ros_node import DEFAULT_MODEL, OccDepthNode
 from ..resources import model_path
 from ..node.stereo_sync import stamp_to_ns
 from ..viz.render import render_panel
-from .bag_player import BagPlayer
 from .kitti2bag import ConvertOptions, convert
+from .node_on_bag import NodeOnBag
 
 SETTLE_S = 3.0  # wait for the last frame's outputs after the bag ends
 DEMO_DOMAIN_ID = 42
-
-
-@dataclass
-class Collected:
-    clouds: list[tuple[float, int, int]] = field(default_factory=list)  # (arrival, stamp_ns, points)
-    last_labels: UInt8MultiArray | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,51 +73,23 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seq, bag, start_ns = prepare_bag(args, out)
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=args.domain_id)
-    overrides = [Parameter("calib_file", value=str(seq.path / "calib.txt")),
-                 Parameter("frame_id", value="velodyne"), Parameter("threads", value=args.threads)]
-    overrides += [Parameter(k, value=v) for k, v in (("checkpoint", args.checkpoint), ("preset", args.preset)) if v]
-    got = Collected()
-    node = OccDepthNode(context=context, parameter_overrides=overrides)
-    sink = rclpy.create_node("occdepth_demo_sink", context=context)
-    player_node = rclpy.create_node("occdepth_demo_player", context=context)
-
-    def on_cloud(msg: PointCloud2) -> None:
-        with got.lock:
-            got.clouds.append((time.time(), stamp_to_ns(msg.header.stamp.sec, msg.header.stamp.nanosec), msg.width))
-
-    def on_labels(msg: UInt8MultiArray) -> None:
-        got.last_labels = msg
-
-    sink.create_subscription(PointCloud2, "/occdepth_node/voxels", on_cloud, 10)
-    sink.create_subscription(UInt8MultiArray, "/occdepth_node/label_grid", on_labels, 10)
-    executor = MultiThreadedExecutor(context=context)
-    for n in (node, sink, player_node):
-        executor.add_node(n)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
-    try:
-        time.sleep(1.0)  # discovery
-        with BagPlayer(bag, player_node, rate=args.rate) as player:
-            play_start = time.time()
-            stats = player.play()
+    overrides = {"calib_file": str(seq.path / "calib.txt"), "frame_id": "velodyne", "threads": args.threads}
+    overrides.update({k: v for k, v in (("checkpoint", args.checkpoint), ("preset", args.preset)) if v})
+    topics = {"cloud": (PointCloud2, "/occdepth_node/voxels"), "labels": (UInt8MultiArray, "/occdepth_node/label_grid")}
+    with NodeOnBag(bag, overrides, topics, args.domain_id) as run:
+        stats, play_start = run.play(rate=args.rate)
         time.sleep(SETTLE_S)
-        report(args, got, node, stats, play_start, start_ns)
-        save_picture(got, node, seq, out)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        sink.destroy_node()
-        player_node.destroy_node()
-        rclpy.try_shutdown(context=context)
-    return 0 if got.clouds else 1
+        clouds = [(t, stamp_to_ns(m.header.stamp.sec, m.header.stamp.nanosec), m.width) for t, m in run.got["cloud"]]
+        report(args, clouds, run.node, stats, play_start, start_ns)
+        labels = run.messages("labels")
+        save_picture(labels[-1] if labels else None, run.node, seq, out)
+    return 0 if clouds else 1
 
 
-def report(args, got: Collected, node: OccDepthNode, stats, play_start: float, first_stamp_ns: int) -> None:
+def report(args, clouds: list[tuple[float, int, int]], node: OccDepthNode, stats, play_start: float,
+           first_stamp_ns: int) -> None:
+    """clouds: (arrival wall time, stamp ns, points) per received voxel cloud."""
     frames_in = stats.per_topic.get("/left/image_rect", 0)
-    with got.lock:
-        clouds = list(got.clouds)
     # a frame's publication time = play start + its bag offset / rate
     latencies = [arrival - (play_start + (stamp - first_stamp_ns) * 1e-9 / args.rate) for arrival, stamp, _ in clouds]
     span = clouds[-1][0] - clouds[0][0] if len(clouds) > 1 else float("nan")
@@ -148,11 +108,11 @@ def report(args, got: Collected, node: OccDepthNode, stats, play_start: float, f
         print(f"occupied voxels in the last cloud: {clouds[-1][2]}")
 
 
-def save_picture(got: Collected, node: OccDepthNode, seq: KittiSequence, out: Path) -> None:
-    if got.last_labels is None:
+def save_picture(msg: UInt8MultiArray | None, node: OccDepthNode, seq: KittiSequence, out: Path) -> None:
+    if msg is None:
         return
     cfg = node.processor.engine.cfg
-    labels = np.frombuffer(bytes(got.last_labels.data), dtype=np.uint8).reshape(cfg.grid.dims)
+    labels = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(cfg.grid.dims)
     left = read_rgb(seq.image_paths(seq.frame_ids()[-1])[0])
     path = out / "demo.png"
     render_panel(labels, load_class_set(cfg.class_set), image=left, title=f"occdepth_node ({cfg.name})").save(path)

@@ -30,7 +30,7 @@ from ..viz.render import render_panel
 from .kitti2bag import ConvertOptions, convert
 from .node_on_bag import NodeOnBag
 
-SETTLE_S = 3.0  # wait for the last frame's outputs after the bag ends
+SETTLE_TIMEOUT_S = 60.0  # after the bag ends, wait this long at most for the last frames
 DEMO_DOMAIN_ID = 42
 
 
@@ -78,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     topics = {"cloud": (PointCloud2, "/occdepth_node/voxels"), "labels": (UInt8MultiArray, "/occdepth_node/label_grid")}
     with NodeOnBag(bag, overrides, topics, args.domain_id) as run:
         stats, play_start = run.play(rate=args.rate)
-        time.sleep(SETTLE_S)
+        frames_in = stats.per_topic.get("/left/image_rect", 0)
+        end = time.monotonic() + SETTLE_TIMEOUT_S
+        while len(run.got["cloud"]) + sum(run.node.stats.drops.values()) < frames_in and time.monotonic() < end:
+            time.sleep(0.05)  # every frame ends published or dropped
         clouds = [(t, stamp_to_ns(m.header.stamp.sec, m.header.stamp.nanosec), m.width) for t, m in run.got["cloud"]]
         report(args, clouds, run.node, stats, play_start, start_ns)
         labels = run.messages("labels")

@@ -5,11 +5,14 @@ from __future__ import annotations
 import array
 import math
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from occdepth_ros.classes import load_class_set
 from occdepth_ros.geometry.calib import GRID_TO_OPTICAL
+from occdepth_ros.resources import share_dir
 from occdepth_ros.node.params import NodeParams
 from occdepth_ros.node.stats import DROP_REASONS, Level, RuntimeStats
 from occdepth_ros.node.stereo_sync import IMAGE_STREAMS, STEREO_STREAMS
@@ -18,9 +21,10 @@ CLASS_NAMES = load_class_set().names
 
 
 # -- NodeParams ---------------------------------------------------------------------------
-def test_defaults_validate():
-    p = NodeParams().validate(CLASS_NAMES)
-    assert p.sync_streams() == STEREO_STREAMS
+def test_defaults_are_the_kitti_configuration():
+    p = NodeParams().resolved(share_dir()).validate(CLASS_NAMES)
+    assert Path(p.calib_file).is_file() and p.frame_id == "velodyne"
+    assert p.sync_streams() == IMAGE_STREAMS  # the calibration file replaces camera_info
     assert p.sync_tolerance_ns() == 0  # exact sync by default
     assert p.stamp_reset_jump_ns() == 1_000_000_000
     np.testing.assert_array_equal(p.grid_to_camera_matrix(), GRID_TO_OPTICAL)
@@ -116,7 +120,7 @@ def test_grid_to_camera_3x4_and_4x4():
     T = np.eye(4)
     T[:3, 3] = (0.1, -0.2, 0.3)
     for numbers in (T[:3].ravel(), T.ravel()):
-        p = NodeParams(grid_to_camera=tuple(numbers.tolist())).validate()
+        p = NodeParams(calib_file="", grid_to_camera=tuple(numbers.tolist())).validate()
         np.testing.assert_array_equal(p.grid_to_camera_matrix(), T)
 
 

@@ -15,7 +15,7 @@ from nav_msgs.msg import OccupancyGrid
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import UInt8MultiArray
 
 from occdepth_ros.data.images import read_rgb
@@ -25,6 +25,7 @@ from occdepth_ros.node.ros_node import OccDepthNode
 
 DOMAIN_ID = 57  # keep this test's DDS traffic away from other tests and machines' defaults
 TIMEOUT_S = 60.0
+SPACING_S = 0.02  # between burst messages, so DDS delivers each one to the callback
 
 
 @pytest.fixture(scope="module")
@@ -48,17 +49,17 @@ def image_msg(rgb: np.ndarray, stamp_ns: int, frame: str, encoding: str = "rgb8"
 class Harness:
     """The node under test, a feeder and a collector on one executor."""
 
-    def __init__(self, sequence: KittiSequence) -> None:
+    def __init__(self, overrides: dict, domain_id: int = DOMAIN_ID) -> None:
         self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=DOMAIN_ID)
-        overrides = [Parameter("preset", value="compact"),
-                     Parameter("calib_file", value=str(sequence.path / "calib.txt")),
-                     Parameter("frame_id", value="velodyne"),
-                     Parameter("diagnostics_period_s", value=0.2)]
-        self.node = OccDepthNode(context=self.context, parameter_overrides=overrides)
+        rclpy.init(context=self.context, domain_id=domain_id)
+        params = {"preset": "compact", "frame_id": "velodyne", "diagnostics_period_s": 0.2, **overrides}
+        self.node = OccDepthNode(context=self.context,
+                                 parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
         self.io = rclpy.create_node("harness", context=self.context)
         self.pub_left = self.io.create_publisher(Image, "left/image_rect", qos_profile_sensor_data)
         self.pub_right = self.io.create_publisher(Image, "right/image_rect", qos_profile_sensor_data)
+        self.pub_left_info = self.io.create_publisher(CameraInfo, "left/camera_info", qos_profile_sensor_data)
+        self.pub_right_info = self.io.create_publisher(CameraInfo, "right/camera_info", qos_profile_sensor_data)
         self.got: dict[str, list] = {"cloud": [], "grid": [], "labels": [], "diag": []}
         self.io.create_subscription(PointCloud2, "/occdepth_node/voxels", self.got["cloud"].append, 10)
         self.io.create_subscription(OccupancyGrid, "/occdepth_node/occupancy", self.got["grid"].append, 10)
@@ -76,9 +77,18 @@ class Harness:
             time.sleep(0.05)
         assert len(self.got[key]) >= n, f"waited {timeout} s for {n} {key} message(s), got {len(self.got[key])}"
 
-    def send(self, left: Image, right: Image) -> None:
+    def send(self, left: Image, right: Image, infos: tuple[CameraInfo, CameraInfo] | None = None) -> None:
         self.pub_left.publish(left)
         self.pub_right.publish(right)
+        if infos is not None:
+            self.pub_left_info.publish(infos[0])
+            self.pub_right_info.publish(infos[1])
+
+    def wait_drops(self, reason: str, n: int, timeout: float = TIMEOUT_S) -> None:
+        end = time.monotonic() + timeout
+        while self.node.stats.drops[reason] < n and time.monotonic() < end:
+            time.sleep(0.05)
+        assert self.node.stats.drops[reason] >= n, f"{reason} drops: {self.node.stats.drops[reason]} < {n}"
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -90,7 +100,7 @@ class Harness:
 
 @pytest.fixture(scope="module")
 def harness(sequence):
-    h = Harness(sequence)
+    h = Harness({"calib_file": str(sequence.path / "calib.txt")})
     try:
         time.sleep(1.0)  # discovery
         yield h
@@ -166,3 +176,88 @@ def test_diagnostics_report_rate_and_drops(harness: Harness) -> None:
     keys = {kv.key for kv in status.values}
     assert "occdepth_node" in status.name
     assert any("drop" in k for k in keys) and any("processing" in k for k in keys)
+
+
+def test_bursts_faster_than_inference_keep_the_latest_pair(harness: Harness, sequence) -> None:
+    """Ten pairs 20 ms apart (far faster than inference, slow enough that DDS's KEEP_LAST(5)
+    sensor-data history keeps them all): some are published, the rest replaced (busy drops)."""
+    left, right = (read_rgb(p) for p in sequence.image_paths(0))
+    t0 = 1_700_000_300_000_000_000
+    clouds_before, busy_before = len(harness.got["cloud"]), harness.node.stats.drops["busy"]
+    for i in range(10):
+        harness.send(image_msg(left, t0 + i * 10**8, "l"), image_msg(right, t0 + i * 10**8, "r"))
+        time.sleep(SPACING_S)
+    end = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < end:
+        published = len(harness.got["cloud"]) - clouds_before
+        busy = harness.node.stats.drops["busy"] - busy_before
+        if published + busy == 10:
+            break
+        time.sleep(0.05)
+    assert published + busy == 10 and busy >= 1 and published >= 1
+    last = harness.got["cloud"][-1].header.stamp
+    assert (last.sec, last.nanosec) == divmod(t0 + 9 * 10**8, 10**9)  # the newest pair always wins
+
+
+# --- calibration from camera_info ------------------------------------------------------------
+
+def camera_infos(sequence: KittiSequence, stamp_ns: int, width: int, height: int, scale_p: float = 1.0):
+    calib = sequence.calib()
+    infos = []
+    for key in ("P2", "P3"):
+        msg = CameraInfo()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        msg.width, msg.height = width, height
+        msg.p = [float(v) * scale_p for v in calib[key].ravel()]
+        infos.append(msg)
+    return tuple(infos)
+
+
+@pytest.fixture(scope="module")
+def info_harness(sequence):
+    tr = sequence.calib()["Tr"]
+    h = Harness({"calib_file": "", "grid_to_camera": [float(v) for v in tr.ravel()]}, domain_id=DOMAIN_ID + 1)
+    try:
+        time.sleep(1.0)
+        yield h
+    finally:
+        h.close()
+
+
+def test_camera_info_calibration_gives_the_engine_grid(info_harness: Harness, sequence) -> None:
+    """KITTI P2/P3 camera_infos + Tr as grid_to_camera: the published grid is the engine's
+    prediction under that calibration (equal to the calib file's, tests/test_geometry.py)."""
+    left, right = (read_rgb(p) for p in sequence.image_paths(0))
+    stamp = 1_700_000_400_000_000_000
+    h, w = left.shape[:2]
+    info_harness.send(image_msg(left, stamp, "l"), image_msg(right, stamp, "r"), camera_infos(sequence, stamp, w, h))
+    info_harness.wait_for("labels", 1)
+    got = np.frombuffer(bytes(info_harness.got["labels"][-1].data), np.uint8)
+    engine = info_harness.node.processor.engine
+    np.testing.assert_array_equal(got.reshape(engine.cfg.grid.dims), engine.predict([left, right]).labels)
+
+
+@pytest.mark.parametrize("problem", ["zero_p", "size_mismatch"])
+def test_invalid_camera_info_is_dropped_and_counted(info_harness: Harness, sequence, problem) -> None:
+    left, right = (read_rgb(p) for p in sequence.image_paths(1))
+    stamp = 1_700_000_500_000_000_000 + (10**9 if problem == "zero_p" else 2 * 10**9)
+    h, w = left.shape[:2]
+    infos = camera_infos(sequence, stamp, w, h, scale_p=0.0) if problem == "zero_p" \
+        else camera_infos(sequence, stamp, w + 4, h)
+    before, clouds = info_harness.node.stats.drops["calibration"], len(info_harness.got["cloud"])
+    info_harness.send(image_msg(left, stamp, "l"), image_msg(right, stamp, "r"), infos)
+    info_harness.wait_drops("calibration", before + 1)
+    time.sleep(0.3)
+    assert len(info_harness.got["cloud"]) == clouds
+
+
+def test_missing_camera_info_publishes_nothing_and_counts_sync_drops(info_harness: Harness, sequence) -> None:
+    left, right = (read_rgb(p) for p in sequence.image_paths(2))
+    t0 = 1_700_000_600_000_000_000
+    clouds, sync_before = len(info_harness.got["cloud"]), info_harness.node.stats.drops["sync"]
+    queue = info_harness.node.params.queue_size
+    for i in range(queue + 2):  # images only: their queues overflow
+        info_harness.send(image_msg(left, t0 + i * 10**8, "l"), image_msg(right, t0 + i * 10**8, "r"))
+        time.sleep(SPACING_S)
+    info_harness.wait_drops("sync", sync_before + 2)
+    assert len(info_harness.got["cloud"]) == clouds

@@ -22,11 +22,13 @@ BACKENDS = ("torch",)
 RIGID_SIZES = (12, 16)  # grid_to_camera: 3x4 or 4x4, row-major
 MIN_STATS_WINDOW = 2
 PATH_PARAMS = ("calib_file", "checkpoint")
+KITTI_CALIB = "config/calib/kitti_odometry_00-02.txt"  # relative: resolved against the share dir
 
 
 @dataclass
 class NodeParams:
-    """Defaults suit KITTI-like data in the image_pipeline topic layout."""
+    """Defaults = the KITTI configuration (config/kitti.yaml): with no parameters at all
+    the node runs the shipped model on KITTI odometry sequences 00-02's calibration."""
 
     # inputs (image_pipeline names, relative so a namespace or remap moves them)
     left_image_topic: str = "left/image_rect"
@@ -39,7 +41,7 @@ class NodeParams:
     queue_size: int = 5
     stamp_reset_jump_s: float = 1.0  # a stamp this far back clears the pairing (bag loop); 0 = never
     # calibration: camera_info (+ grid_to_camera), or a calibration file instead
-    calib_file: str = ""  # KITTI calib.txt or stereo YAML; empty = use camera_info
+    calib_file: str = KITTI_CALIB  # KITTI calib.txt or stereo YAML; empty = use camera_info
     grid_to_camera: tuple[float, ...] = ()  # 12/16 numbers, grid -> left optical; empty = GRID_TO_OPTICAL
     # model
     checkpoint: str = ""  # empty = the shipped default model
@@ -48,7 +50,7 @@ class NodeParams:
     device: str = "cpu"
     threads: int = 0  # torch CPU threads; 0 = torch's default
     # outputs
-    frame_id: str = "occdepth_grid"  # frame of the voxel grid (KITTI: velodyne)
+    frame_id: str = "velodyne"  # frame of the voxel grid (KITTI's grid is in the velodyne frame)
     publish_confidence: bool = False
     publish_unseen_voxels: bool = True  # False: only voxels inside a camera's view
     publish_label_grid: bool = True

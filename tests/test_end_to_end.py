@@ -23,7 +23,7 @@ from occdepth_ros.resources import model_path
 from occdepth_ros.tools.kitti2bag import ConvertOptions, convert
 from occdepth_ros.tools.node_on_bag import NodeOnBag
 
-DOMAIN_ID = 58
+DOMAIN_ID = 61  # test_node_ros uses 57 and 58
 FRAMES = 3
 RATE = 0.1  # 1 Hz: slower than inference, so every frame is processed
 START_NS = 1_750_000_000 * 10**9

@@ -91,7 +91,8 @@ def test_occupied_voxels_lie_on_the_scene_surfaces(run) -> None:
     assert min(recall) > RECALL_FLOOR, recall
 
 
-# Floors well below what the shipped model measures on this unseen layout (see the model
-# card); an untrained or broken model sits far under them.
-PRECISION_FLOOR = 0.5
-RECALL_FLOOR = 0.5
+# The shipped model measured precision 0.81 / 0.72 / 0.71 and recall 0.56 / 0.57 / 0.56 on
+# these three frames (model resolution, a layout unseen in training). An untrained model
+# that marks everything occupied has precision ~0.14 and fails.
+PRECISION_FLOOR = 0.6
+RECALL_FLOOR = 0.45

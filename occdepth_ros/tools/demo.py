@@ -78,15 +78,21 @@ def main(argv: list[str] | None = None) -> int:
     topics = {"cloud": (PointCloud2, "/occdepth_node/voxels"), "labels": (UInt8MultiArray, "/occdepth_node/label_grid")}
     with NodeOnBag(bag, overrides, topics, args.domain_id) as run:
         stats, play_start = run.play(rate=args.rate)
-        frames_in = stats.per_topic.get("/left/image_rect", 0)
         end = time.monotonic() + SETTLE_TIMEOUT_S
-        while len(run.got["cloud"]) + sum(run.node.stats.drops.values()) < frames_in and time.monotonic() < end:
-            time.sleep(0.05)  # every frame ends published or dropped
+        while not settled(run) and time.monotonic() < end:
+            time.sleep(0.05)
         clouds = [(t, stamp_to_ns(m.header.stamp.sec, m.header.stamp.nanosec), m.width) for t, m in run.got["cloud"]]
         report(args, clouds, run.node, stats, play_start, start_ns)
         labels = run.messages("labels")
         save_picture(labels[-1] if labels else None, run.node, seq, out)
     return 0 if clouds else 1
+
+
+def settled(run: NodeOnBag) -> bool:
+    """Every pair the node formed has ended published or dropped."""
+    drops = run.node.stats.drops
+    done = len(run.got["cloud"]) + drops["busy"] + drops["bad_input"] + drops["calibration"]
+    return done >= run.node.sync.counters.matched
 
 
 def report(args, clouds: list[tuple[float, int, int]], node: OccDepthNode, stats, play_start: float,
@@ -97,8 +103,12 @@ def report(args, clouds: list[tuple[float, int, int]], node: OccDepthNode, stats
     latencies = [arrival - (play_start + (stamp - first_stamp_ns) * 1e-9 / args.rate) for arrival, stamp, _ in clouds]
     span = clouds[-1][0] - clouds[0][0] if len(clouds) > 1 else float("nan")
     proc = node.stats.processing_ms()
+    paired = node.sync.counters.matched
     print(f"\nmodel {node.processor.engine.cfg.name}: {frames_in} stereo frames played at "
-          f"{10 * args.rate:.1f} Hz, {len(clouds)} voxel clouds published")
+          f"{10 * args.rate:.1f} Hz, {paired} pairs reached the node, {len(clouds)} voxel clouds published")
+    if paired < frames_in:
+        print(f"  {frames_in - paired} frames were lost in DDS before the node (best-effort sensor-data QoS, "
+              "large images, a busy CPU); lower --rate to see every frame")
     if len(clouds) > 1:
         print(f"output rate {(len(clouds) - 1) / span:.2f} Hz")
     if latencies:

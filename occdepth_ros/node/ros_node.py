@@ -152,8 +152,7 @@ class OccDepthNode(Node):
             if delta > 0:
                 self.stats.count_drop(reason, delta)
                 if reason == "stamp_backwards":
-                    self.get_logger().warn("input stamps went backwards; message(s) dropped",
-                                           throttle_duration_sec=LOG_THROTTLE_S)
+                    self._warn("input stamps went backwards; message(s) dropped")
         self._sync_seen = now
 
     # -- worker ---------------------------------------------------------------------
@@ -177,7 +176,12 @@ class OccDepthNode(Node):
 
     def _reject(self, reason: str, message: str) -> None:
         self.stats.count_drop(reason)
-        self.get_logger().warn(message, throttle_duration_sec=LOG_THROTTLE_S)
+        self._warn(message)
+
+    def _warn(self, message: str) -> None:
+        """Throttled warning; ``warning`` on Jazzy and newer, ``warn`` on Humble."""
+        logger = self.get_logger()
+        (getattr(logger, "warning", None) or logger.warn)(message, throttle_duration_sec=LOG_THROTTLE_S)
 
     def _publish(self, r: FrameOutputs) -> None:
         p = self.params

@@ -123,8 +123,8 @@ class Trainer:
                 self.optimizer.step()
                 self.step += 1
                 for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                bar.set_postfix(loss=f"{float(losses['total']):.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.1e}")
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                bar.set_postfix(loss=f"{float(losses['total'].detach()):.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.1e}")
                 over_time = cfg.time_budget_min is not None and time.monotonic() - start > cfg.time_budget_min * 60
                 if (cfg.max_steps is not None and self.step >= cfg.max_steps) or over_time:
                     stop = True

@@ -245,3 +245,12 @@ def test_prediction_seen_is_fov_upsampled(prediction: tuple[Prediction, StereoIn
     # output voxels are 0.4 m: x 11.2-12.8 m, y -0.8..0.8 m, z -0.4..1.2 m is straight ahead
     assert pred.seen[28:32, 62:66, 4:8].all()
     np.testing.assert_array_equal(eng.seen_mask(), pred.seen)
+
+
+def test_warm_up_runs_and_leaves_predictions_unchanged(engine: StereoInference, kitti: dict[str, np.ndarray]) -> None:
+    engine.set_calibration(kitti_calibration(kitti, RAW_HW))
+    rng = np.random.default_rng(5)
+    left = rng.integers(0, 256, (*RAW_HW, 3), dtype=np.uint8)
+    before = engine.predict([left, left]).labels
+    assert engine.warm_up() > 0
+    np.testing.assert_array_equal(engine.predict([left, left]).labels, before)

@@ -62,6 +62,25 @@ class StereoInference:
             raise CalibrationError("no calibration set")
         return self._lookup
 
+    @torch.inference_mode()
+    def warm_up(self) -> float:
+        """One forward pass on zeros (any valid lookups), so the first real frame does not
+        pay for allocator and kernel set-up. Returns the seconds it took."""
+        import time
+
+        from ..geometry.lookups import LiftTensors
+
+        cfg = self.cfg
+        n = int(np.prod(cfg.grid.feature_dims))
+        lift = LiftTensors(
+            torch.zeros(1, cfg.n_views, len(cfg.sfa_scales), n, dtype=torch.int64, device=self.device),
+            torch.zeros(1, cfg.n_views, n, 3, device=self.device),
+            torch.ones(1, cfg.n_views, 1, device=self.device),
+        )
+        start = time.perf_counter()
+        self.model(torch.zeros(1, cfg.n_views, 3, cfg.image.height, cfg.image.width, device=self.device), lift)
+        return time.perf_counter() - start
+
     # -- inference -----------------------------------------------------------
     def prepare(self, images: list[np.ndarray]) -> torch.Tensor:
         if self._fit is None:

@@ -98,6 +98,7 @@ class OccDepthNode(Node):
         z_band_layers(model.cfg.grid, params.occupancy_min_z, params.occupancy_max_z)
         self.params = params
         engine = StereoInference(model, device=params.device, threads=params.threads or None)
+        warm_s = engine.warm_up()
         self.processor = FrameProcessor(engine, params, self.classes)
         self.sync = StereoSync(params.sync_streams(), params.sync_tolerance_ns(), params.queue_size,
                                params.stamp_reset_jump_ns())
@@ -111,7 +112,7 @@ class OccDepthNode(Node):
         self.get_logger().info(
             f"model {model.cfg.name} ({checkpoint or 'preset ' + params.preset}), grid {model.cfg.grid.dims} "
             f"@ {model.cfg.grid.voxel_size} m in frame '{params.frame_id}', "
-            f"calibration from {params.calib_file or 'camera_info'}"
+            f"calibration from {params.calib_file or 'camera_info'}; warm-up {warm_s:.2f} s"
         )
 
     # -- wiring ---------------------------------------------------------------------

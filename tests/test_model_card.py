@@ -1,0 +1,58 @@
+"""The shipped model's card is reproducible: regenerate the held-out synthetic sequence,
+score the shipped file and the SGBM baseline as occdepth-eval does, and compare with the
+numbers written in docs/MODEL_CARD.md (the card is the single source of those figures)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from occdepth_ros.checkpoint import load_model
+from occdepth_ros.classes import load_class_set
+from occdepth_ros.data.synth.cli import main as synth_main
+from occdepth_ros.eval.evaluate import evaluate, model_predictor, sgbm_predictor
+from occdepth_ros.inference import StereoInference
+from occdepth_ros.resources import model_path
+
+CARD = Path(__file__).resolve().parents[1] / "docs" / "MODEL_CARD.md"
+TOLERANCE_PCT = 0.3  # CPU thread scheduling can flip a few labels between runs
+
+
+def card_row(prefix: str) -> list[float]:
+    """Numbers of the held-out table row whose first cell starts with ``prefix``."""
+    for line in CARD.read_text().splitlines():
+        cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+        if cells and cells[0].startswith(prefix):
+            return [float(c) for c in cells[1:] if re.fullmatch(r"-?\d+(\.\d+)?", c)]
+    raise AssertionError(f"no row starting with {prefix!r} in {CARD}")
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("heldout")
+    # exactly the card's held-out split: sequence 08, seed 1, 100 frames, labels every 5th
+    assert synth_main(["--out", str(root), "--sequences", "08", "--frames", "100", "--seed", "1",
+                       "--voxel-every", "5", "--workers", "2"]) == 0
+    return root
+
+
+def test_default_model_reproduces_the_card(heldout: Path) -> None:
+    sc_iou, precision, recall, miou = card_row("default")
+    engine = StereoInference(load_model(model_path("default.safetensors")))
+    result, frames = evaluate(model_predictor(engine), heldout, ["08"], load_class_set(), progress=False)
+    assert frames == 20
+    assert result.sc_iou * 100 == pytest.approx(sc_iou, abs=TOLERANCE_PCT)
+    assert result.sc_precision * 100 == pytest.approx(precision, abs=TOLERANCE_PCT)
+    assert result.sc_recall * 100 == pytest.approx(recall, abs=TOLERANCE_PCT)
+    assert result.miou * 100 == pytest.approx(miou, abs=TOLERANCE_PCT)
+
+
+def test_sgbm_baseline_reproduces_the_card_and_is_beaten(heldout: Path) -> None:
+    sc_iou, precision, recall = card_row("classical stereo")[:3]
+    result, _ = evaluate(sgbm_predictor(), heldout, ["08"], load_class_set(), progress=False)
+    assert result.sc_iou * 100 == pytest.approx(sc_iou, abs=TOLERANCE_PCT)
+    assert result.sc_precision * 100 == pytest.approx(precision, abs=TOLERANCE_PCT)
+    assert result.sc_recall * 100 == pytest.approx(recall, abs=TOLERANCE_PCT)
+    assert card_row("default")[0] > sc_iou

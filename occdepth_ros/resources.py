@@ -50,3 +50,10 @@ def config_path(*parts: str) -> Path:
 
 def model_path(*parts: str) -> Path:
     return share_dir().joinpath("models", *parts)
+
+
+DEFAULT_MODEL_FILE = "default.safetensors"  # the shipped model (docs/MODEL_CARD.md)
+
+
+def default_model_path() -> Path:
+    return model_path(DEFAULT_MODEL_FILE)

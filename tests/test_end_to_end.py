@@ -17,9 +17,8 @@ from occdepth_ros.classes import load_class_set
 from occdepth_ros.data.kitti_odometry import KittiSequence
 from occdepth_ros.data.semantic_kitti import downsample_target, read_frame_target
 from occdepth_ros.data.synth.cli import main as synth_main
-from occdepth_ros.node.ros_node import DEFAULT_MODEL
 from occdepth_ros.node.stereo_sync import stamp_to_ns
-from occdepth_ros.resources import model_path
+from occdepth_ros.resources import default_model_path
 from occdepth_ros.tools.kitti2bag import ConvertOptions, convert
 from occdepth_ros.tools.node_on_bag import NodeOnBag
 
@@ -38,8 +37,8 @@ TOPICS = {"cloud": (PointCloud2, "/occdepth_node/voxels"),
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    if not model_path(DEFAULT_MODEL).is_file():
-        pytest.fail(f"the shipped default model {model_path(DEFAULT_MODEL)} is missing")
+    if not default_model_path().is_file():
+        pytest.fail(f"the shipped default model {default_model_path()} is missing")
     root = tmp_path_factory.mktemp("e2e")
     # a layout the model never saw in training (seed 1 made the training sequences)
     assert synth_main(["--out", str(root), "--sequences", "42", "--frames", str(FRAMES), "--seed", "1234",

@@ -14,7 +14,7 @@ from occdepth_ros.classes import load_class_set
 from occdepth_ros.data.synth.cli import main as synth_main
 from occdepth_ros.eval.evaluate import evaluate, model_predictor, sgbm_predictor
 from occdepth_ros.inference import StereoInference
-from occdepth_ros.resources import model_path
+from occdepth_ros.resources import default_model_path
 
 CARD = Path(__file__).resolve().parents[1] / "docs" / "MODEL_CARD.md"
 TOLERANCE_PCT = 0.3  # CPU thread scheduling can flip a few labels between runs
@@ -40,7 +40,7 @@ def heldout(tmp_path_factory) -> Path:
 
 def test_default_model_reproduces_the_card(heldout: Path) -> None:
     sc_iou, precision, recall, miou = card_row("default")
-    engine = StereoInference(load_model(model_path("default.safetensors")))
+    engine = StereoInference(load_model(default_model_path()))
     result, frames = evaluate(model_predictor(engine), heldout, ["08"], load_class_set(), progress=False)
     assert frames == 20
     assert result.sc_iou * 100 == pytest.approx(sc_iou, abs=TOLERANCE_PCT)

@@ -15,7 +15,7 @@ from occdepth_ros.geometry.calib import GRID_TO_OPTICAL
 from occdepth_ros.resources import share_dir
 from occdepth_ros.node.params import NodeParams
 from occdepth_ros.node.stats import DROP_REASONS, Level, RuntimeStats
-from occdepth_ros.node.stereo_sync import IMAGE_STREAMS, STEREO_STREAMS
+from occdepth_ros.node.stereo_sync import IMAGE_STREAMS
 
 CLASS_NAMES = load_class_set().names
 

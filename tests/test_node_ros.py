@@ -3,7 +3,6 @@ frames in, every output checked; bad inputs are dropped and counted, never publi
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 

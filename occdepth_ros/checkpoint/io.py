@@ -12,11 +12,13 @@ import yaml
 
 from ..model.config import ConfigError, ModelConfig, config_from_dict, load_preset
 from ..model.occdepth import OccDepth
+from ..resources import default_model_path
 from .errors import CheckpointError
 from .restricted_unpickler import load_torch_zip
 from .state_dict import check_state_dict
 
 FORMAT_TAG = "occdepth_ros/1"
+FALLBACK_PRESET = "compact"  # what tools run, untrained, when the default model is missing
 SAFETENSORS_SUFFIX = ".safetensors"
 
 
@@ -83,6 +85,17 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelCon
         return sd, cfg, meta
     sd, meta = _read_torch(path)
     return sd, None, meta
+
+
+def choose_weights(checkpoint: str | Path | None, preset: str | None) -> tuple[Path | str | None, str | None, bool]:
+    """(checkpoint, preset, untrained) for tools that run the shipped default model when
+    nothing is named, and the untrained compact preset if even that file is missing."""
+    if checkpoint or preset:
+        return checkpoint or None, preset or None, False
+    default = default_model_path()
+    if default.is_file():
+        return default, None, False
+    return None, FALLBACK_PRESET, True
 
 
 def load_model(

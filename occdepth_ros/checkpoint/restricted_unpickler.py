@@ -147,7 +147,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> torch.Tensor:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             raise CheckpointError(f"{self._source}: unsupported persistent id {pid!r:.80}")
-        storage_type, key, _location, numel = pid[1], str(pid[2]), pid[3], int(pid[4])
+        storage_type, key, numel = pid[1], str(pid[2]), int(pid[4])  # pid[3]: device, unused
         if not isinstance(storage_type, _StorageType):
             raise CheckpointError(f"{self._source}: unsupported storage type {storage_type!r}")
         return self._storages.read(key, storage_type.dtype, numel)

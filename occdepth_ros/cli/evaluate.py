@@ -8,14 +8,13 @@ import json
 import sys
 from pathlib import Path
 
-from ..checkpoint import CheckpointError, load_model
+from ..checkpoint import CheckpointError, choose_weights, load_model
 from ..classes import load_class_set
 from ..eval.evaluate import evaluate, model_predictor, sgbm_predictor
 from ..eval.metrics import format_table
 from ..inference import StereoInference
 from ..model.config import ConfigError
-from ..resources import model_path
-from .infer import DEFAULT_MODEL
+from ..resources import default_model_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,8 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline == "sgbm":
             name, predict = "SGBM stereo baseline (SC only)", sgbm_predictor()
         else:
-            checkpoint = args.checkpoint or (None if args.preset else model_path(DEFAULT_MODEL))
-            model = load_model(checkpoint, preset=args.preset)
+            checkpoint, preset, untrained = choose_weights(args.checkpoint, args.preset)
+            if untrained:
+                print(f"warning: {default_model_path()} not found; scoring UNTRAINED {preset} weights",
+                      file=sys.stderr)
+            model = load_model(checkpoint, preset=preset)
             name = f"{model.cfg.name} ({checkpoint})"
             predict = model_predictor(StereoInference(model, threads=args.threads))
         result, n_frames = evaluate(predict, args.data, args.sequences, class_set, args.frame_stride, args.max_frames)

@@ -13,17 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import CheckpointError, load_model
+from ..checkpoint import CheckpointError, choose_weights, load_model
 from ..classes import load_class_set
 from ..data.images import ImageReadError, read_rgb
 from ..data.semantic_kitti import target_to_raw, to_semantic_kitti_grid, write_label
 from ..geometry.calib import CalibrationError, load_calibration_file
 from ..inference import InputError, StereoInference
 from ..model.config import ConfigError, GridConfig
-from ..resources import model_path
+from ..resources import default_model_path
 from ..viz.render import render_panel
 
-DEFAULT_MODEL = "default.safetensors"
 
 
 def to_benchmark_grid(labels: np.ndarray, grid: GridConfig) -> np.ndarray | None:
@@ -47,16 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        checkpoint, preset = args.checkpoint, args.preset
-        untrained = checkpoint is None
-        if checkpoint is None and preset is None:
-            default = model_path(DEFAULT_MODEL)
-            if default.is_file():
-                checkpoint = default
-            else:
-                preset = "compact"
-                print(f"warning: {default} not found; using the compact preset with UNTRAINED weights",
-                      file=sys.stderr)
+        checkpoint, preset, untrained = choose_weights(args.checkpoint, args.preset)
+        if untrained:
+            print(f"warning: {default_model_path()} not found; using the {preset} preset with UNTRAINED weights",
+                  file=sys.stderr)
         t0 = time.perf_counter()
         model = load_model(checkpoint, preset=preset)
         engine = StereoInference(model, threads=args.threads)
@@ -78,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if bench is not None and class_set.name == "semantic_kitti":
         write_label(out / f"{args.name}.label", target_to_raw(bench, class_set))
         written.append(f"{args.name}.label")
-    title = f"{cfg.name}{' (UNTRAINED weights)' if untrained else ''}: {Path(args.left).name}  ({(t2 - t1) * 1e3:.0f} ms)"
+    title = f"{cfg.name}{' (UNTRAINED weights)' if checkpoint is None else ''}: {Path(args.left).name}  ({(t2 - t1) * 1e3:.0f} ms)"
     render_panel(pred.labels, class_set, image=left, title=title).save(out / f"{args.name}.png")
     written.append(f"{args.name}.png")
     counts = np.bincount(pred.labels.reshape(-1), minlength=class_set.n_classes)

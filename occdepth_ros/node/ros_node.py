@@ -47,7 +47,7 @@ from ..classes import load_class_set
 from ..geometry.calib import CalibrationError
 from ..inference import InputError, StereoInference
 from ..model.config import ConfigError
-from ..resources import model_path, share_dir
+from ..resources import default_model_path, share_dir
 from .latest_slot import LatestSlot
 from .messages import diagnostic_array, label_grid, make_header, marker_array, occupancy_grid, point_cloud2
 from .params import NodeParams
@@ -56,7 +56,6 @@ from .stats import RuntimeStats
 from .stereo_sync import StereoSync, stamp_to_ns
 from .voxel_outputs import marker_groups, z_band_layers
 
-DEFAULT_MODEL = "default.safetensors"
 LOG_THROTTLE_S = 5.0
 WORKER_POLL_S = 0.1
 INPUT_QOS = {
@@ -91,7 +90,7 @@ class OccDepthNode(Node):
     def __init__(self, node_name: str = "occdepth_node", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         params = declare_params(self).validate()
-        checkpoint = params.checkpoint or (None if params.preset else str(model_path(DEFAULT_MODEL)))
+        checkpoint = params.checkpoint or (None if params.preset else str(default_model_path()))
         model = load_model(checkpoint, preset=params.preset or None)
         self.classes = load_class_set(model.cfg.class_set)
         params.validate(self.classes.names)

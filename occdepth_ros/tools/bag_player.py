@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-NS_PER_S = 1_000_000_000
+from ..node.stereo_sync import NS_PER_S, seconds_to_ns
+
 QOS_CHOICES = ("auto", "sensor_data", "reliable")
 DEFAULT_DEPTH = 10
 DEFAULT_DELAY_S = 0.5
@@ -200,7 +201,7 @@ class BagPlayer:
             if not self.plans:
                 raise PlayerError(f"nothing to play in {path}")
             self._connections = [c for c in self._reader.connections if c.topic in self.plans]
-            self._start_ns = self._reader.start_time + int(round(start_offset * NS_PER_S))
+            self._start_ns = self._reader.start_time + seconds_to_ns(start_offset)
             for name, plan in self.plans.items():
                 self.publishers[name] = node.create_publisher(plan.msg_class, name, plan.qos)
         except BaseException:

@@ -23,8 +23,9 @@ from ..classes import load_class_set
 from ..data.images import read_rgb
 from ..data.kitti_odometry import KittiSequence
 from ..data.synth.cli import main as synth_main
-from ..node.ros_node import DEFAULT_MODEL, OccDepthNode
-from ..resources import model_path
+from ..checkpoint import choose_weights
+from ..node.ros_node import OccDepthNode
+from ..resources import default_model_path
 from ..node.stereo_sync import stamp_to_ns
 from ..viz.render import render_panel
 from .kitti2bag import ConvertOptions, convert
@@ -66,15 +67,15 @@ def prepare_bag(args: argparse.Namespace, out: Path) -> tuple[KittiSequence, Pat
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.checkpoint and not args.preset and not model_path(DEFAULT_MODEL).is_file():
-        print(f"warning: {model_path(DEFAULT_MODEL)} not found; using the compact preset with UNTRAINED weights",
+    args.checkpoint, args.preset, untrained = choose_weights(args.checkpoint, args.preset)
+    if untrained:
+        print(f"warning: {default_model_path()} not found; using the {args.preset} preset with UNTRAINED weights",
               file=sys.stderr)
-        args.preset = "compact"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seq, bag, start_ns = prepare_bag(args, out)
     overrides = {"calib_file": str(seq.path / "calib.txt"), "frame_id": "velodyne", "threads": args.threads}
-    overrides.update({k: v for k, v in (("checkpoint", args.checkpoint), ("preset", args.preset)) if v})
+    overrides.update({k: str(v) for k, v in (("checkpoint", args.checkpoint), ("preset", args.preset)) if v})
     topics = {"cloud": (PointCloud2, "/occdepth_node/voxels"), "labels": (UInt8MultiArray, "/occdepth_node/label_grid")}
     with NodeOnBag(bag, overrides, topics, args.domain_id) as run:
         stats, play_start = run.play(rate=args.rate)

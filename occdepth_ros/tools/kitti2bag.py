@@ -38,8 +38,8 @@ from tqdm import tqdm
 from ..data.images import ImageReadError, read_rgb
 from ..data.kitti_odometry import KittiSequence
 from ..geometry.calib import CalibrationError
+from ..node.stereo_sync import NS_PER_S, seconds_to_ns
 
-NS_PER_S = 1_000_000_000
 #: Default epoch added to times.txt (2023-11-14T22:13:20Z): fixed so the same input gives
 #: the same bag, and non-zero because stamp 0 means "latest"/"unset" to tf2 and others.
 DEFAULT_START_TIME = "1700000000"
@@ -144,10 +144,6 @@ def parse_start_time(text: str) -> int:
     if not value.is_finite() or value < 0:
         raise ValueError(f"--start-time must be finite and >= 0, got {text!r}")
     return int((value * NS_PER_S).to_integral_value())
-
-
-def seconds_to_ns(seconds: float) -> int:
-    return int(round(float(seconds) * NS_PER_S))
 
 
 # -- messages ----------------------------------------------------------------------

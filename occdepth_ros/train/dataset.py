@@ -72,6 +72,7 @@ class SequenceGeometry:
     fit: ImageFit
     rig: StereoRig
     lookups: tuple[LiftLookup, LiftLookup]  # (not flipped, flipped)
+    lift: tuple[LiftTensors, LiftTensors]  # the same as unbatched torch tensors
     voxel_pixels: tuple[np.ndarray, np.ndarray, np.ndarray]  # output-grid pixels, fov, depth (unflipped)
 
 
@@ -117,7 +118,8 @@ class SSCDataset(torch.utils.data.Dataset):
                                    calib.T_grid_to_ref, fit.dst_size)
         lookups = (build_lift_lookup(rig, cfg), build_lift_lookup(rig, cfg, flip=True))
         voxel_pixels = project_pixels_official(rig, g.origin, g.dims, g.voxel_size)
-        return SequenceGeometry(fit, rig, lookups, voxel_pixels)
+        lift = tuple(LiftTensors(*(t[0] for t in lk.to_torch())) for lk in lookups)
+        return SequenceGeometry(fit, rig, lookups, lift, voxel_pixels)
 
     def __getitem__(self, index: int) -> dict:
         ref = self.frames[index]
@@ -130,14 +132,13 @@ class SSCDataset(torch.utils.data.Dataset):
         tensors = [to_network_input(im, geo.fit, cfg.image) for im in images]
         if flip:
             tensors = [t.flip(-1) for t in tensors]
-        lookup = geo.lookups[int(flip)]
         full = read_frame_target(ref.sequence.voxel_dir, ref.frame, self.class_set)
         # Official _downsample_label rule: a block is labelled if anything in it is, so
         # one-voxel-thick ground and walls survive the move to a coarser output grid.
         target = downsample_target(full, self.out_factor)
         sample = {
             "images": torch.stack(tensors),
-            "lift": LiftTensors(*(t[0] for t in lookup.to_torch())),
+            "lift": geo.lift[int(flip)],
             "target": torch.from_numpy(target.astype(np.int64)),
         }
         if cfg.context_prior:

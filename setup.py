@@ -19,7 +19,9 @@ def share(folder: str, pattern: str = "*") -> tuple[str, list[str]]:
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    # occdepth_export (ONNX export, engine builder) lives beside the plugin in export/.
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]) + ["occdepth_export"],
+    package_dir={"occdepth_export": "export/occdepth_export"},
     python_requires=">=3.10",
     install_requires=["numpy", "pyyaml", "pillow", "safetensors", "tqdm", "torch>=2.1"],
     data_files=[
@@ -31,7 +33,12 @@ setup(
         share("config/calib"),
         share("launch"),
         share("models"),
+        share("models/ablations"),
         share("rviz"),
+        # the native lift's sources: occdepth_ros.ops.native_lift compiles them on first use
+        share("export/plugin", "CMakeLists.txt"),
+        share("export/plugin/include/occdepth"),
+        share("export/plugin/src"),
     ],
     zip_safe=False,
     maintainer="occdepth_ros maintainers",
@@ -49,6 +56,9 @@ setup(
             "occdepth-kitti2bag = occdepth_ros.tools.kitti2bag:main",
             "occdepth-play = occdepth_ros.tools.bag_player:main",
             "occdepth-demo = occdepth_ros.tools.demo:main",
+            "occdepth-bench = occdepth_ros.bench.cli:main",
+            "occdepth-export-onnx = occdepth_export.cli:main",
+            "occdepth-build-engine = occdepth_export.build_engine:main",
         ],
     },
 )

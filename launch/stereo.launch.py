@@ -53,7 +53,7 @@ def generate_launch_description():
                               description='node parameter file'),
         DeclareLaunchArgument('checkpoint', default_value='', description='weights; empty: shipped default'),
         DeclareLaunchArgument('preset', default_value='', description='model preset for official .ckpt files'),
-        DeclareLaunchArgument('backend', default_value='', description='torch (onnxruntime, tensorrt: later)'),
+        DeclareLaunchArgument('backend', default_value='', description='torch | onnxruntime | tensorrt (ONNX exported and cached on first use)'),
         DeclareLaunchArgument('device', default_value='', description='cpu or cuda'),
         DeclareLaunchArgument('calib_file', default_value='', description='KITTI calib.txt / stereo YAML'),
         DeclareLaunchArgument('frame_id', default_value='', description='frame of the voxel grid'),

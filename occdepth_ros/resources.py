@@ -57,3 +57,17 @@ DEFAULT_MODEL_FILE = "default.safetensors"  # the shipped model (docs/MODEL_CARD
 
 def default_model_path() -> Path:
     return model_path(DEFAULT_MODEL_FILE)
+
+
+CACHE_ENV = "OCCDEPTH_ROS_CACHE"
+
+
+def cache_dir(*parts: str) -> Path:
+    """Where derived files go (exported ONNX, TensorRT engines, native builds):
+    $OCCDEPTH_ROS_CACHE, else $XDG_CACHE_HOME/occdepth_ros, else ~/.cache/occdepth_ros."""
+    root = os.environ.get(CACHE_ENV)
+    if not root:
+        root = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / PACKAGE_NAME)
+    path = Path(root).joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -254,3 +254,19 @@ def test_warm_up_runs_and_leaves_predictions_unchanged(engine: StereoInference, 
     before = engine.predict([left, left]).labels
     assert engine.warm_up() > 0
     np.testing.assert_array_equal(engine.predict([left, left]).labels, before)
+
+
+def test_postprocess_against_float64_softmax(calibrated: StereoInference) -> None:
+    """Labels and confidence from logits, against a float64 NumPy softmax; without the
+    confidence the labels are the same and no softmax is computed."""
+    rng = np.random.default_rng(4)
+    logits = torch.from_numpy(rng.normal(0, 3, (1, 20, 6, 5, 4)).astype(np.float32))
+    x = logits[0].double().numpy()
+    prob = np.exp(x - x.max(0)) / np.exp(x - x.max(0)).sum(0)
+    calibrated.seen_mask = lambda: np.ones((6, 5, 4), bool)  # the grid here is not the model's
+    pred = calibrated.postprocess(logits, with_confidence=True)
+    np.testing.assert_array_equal(pred.labels, prob.argmax(0))
+    np.testing.assert_allclose(pred.confidence, prob.max(0), rtol=1e-5)
+    bare = calibrated.postprocess(logits, with_confidence=False)
+    assert bare.confidence is None
+    np.testing.assert_array_equal(bare.labels, pred.labels)

@@ -60,7 +60,7 @@ class Harness:
         self.pub_left_info = self.io.create_publisher(CameraInfo, "left/camera_info", qos_profile_sensor_data)
         self.pub_right_info = self.io.create_publisher(CameraInfo, "right/camera_info", qos_profile_sensor_data)
         self.got: dict[str, list] = {"cloud": [], "grid": [], "labels": [], "diag": []}
-        self.io.create_subscription(PointCloud2, "/occdepth_node/voxels", self.got["cloud"].append, 10)
+        self.cloud_sub = self.io.create_subscription(PointCloud2, "/occdepth_node/voxels", self.got["cloud"].append, 10)
         self.io.create_subscription(OccupancyGrid, "/occdepth_node/occupancy", self.got["grid"].append, 10)
         self.io.create_subscription(UInt8MultiArray, "/occdepth_node/label_grid", self.got["labels"].append, 10)
         self.io.create_subscription(DiagnosticArray, "/diagnostics", self.got["diag"].append, 10)
@@ -260,3 +260,19 @@ def test_missing_camera_info_publishes_nothing_and_counts_sync_drops(info_harnes
         time.sleep(SPACING_S)
     info_harness.wait_drops("sync", sync_before + 2)
     assert len(info_harness.got["cloud"]) == clouds
+
+
+def test_no_work_for_outputs_nobody_subscribes_to(harness: Harness, sequence) -> None:
+    """Without a cloud subscriber the node builds no cloud (markers: none subscribed
+    here either); the latched occupancy grid is always made."""
+    assert "cloud" in harness.node._wanted_outputs()
+    harness.io.destroy_subscription(harness.cloud_sub)
+    end = time.monotonic() + TIMEOUT_S
+    while harness.node.pub_cloud.get_subscription_count() > 0 and time.monotonic() < end:
+        time.sleep(0.05)
+    assert harness.node._wanted_outputs() == frozenset({"bev"})
+    left, right = (read_rgb(p) for p in sequence.image_paths(0))
+    n_grids = len(harness.got["grid"])
+    stamp = 1_800_000_000_000_000_000
+    harness.send(image_msg(left, stamp, "cam_left"), image_msg(right, stamp, "cam_right"))
+    harness.wait_for("grid", n_grids + 1)

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from occdepth_ros.ops import stereo_voxel_sample
+from occdepth_ros.ops.native_lift import SvsParams, header_constant
 
 PLUGIN = Path(__file__).resolve().parents[1] / "export" / "plugin"
 INCLUDE = PLUGIN / "include"
@@ -28,43 +29,13 @@ API_HEADER = INCLUDE / "occdepth" / "svs_api.h"
 CUDA_ARCHS = ["87", "86", "89", "90"]  # Orin, Ampere desktop, Ada, Hopper
 BUILD_TIMEOUT_S = 900
 GATE_SCALE = 100.0
-
-
-def header_constant(path: Path, name: str) -> int:
-    """An integer constant of the C++ headers, so the ctypes mirror cannot drift from them."""
-    match = re.search(rf"\b{name}\b\s*=?\s*(-?\d+)", path.read_text())
-    assert match, f"{name} not found in {path}"
-    return int(match.group(1))
-
-
 MAX_SCALES = header_constant(HEADER, "kSvsMaxScales")
 MAX_VIEWS = header_constant(HEADER, "kSvsMaxViews")
 STATUS = {name: header_constant(HEADER, name) for name in
           ("kSvsOk", "kSvsNullPointer", "kSvsTooManyScales", "kSvsTooManyViews", "kSvsBadDtype")}
 FLOAT16 = header_constant(HEADER, "kSvsFloat16")
-
-
-class SvsParams(ctypes.Structure):
-    """Mirror of occdepth::SvsParams (same field order; checked against sizeof)."""
-
-    _fields_ = [
-        ("features", ctypes.c_void_p * MAX_SCALES),
-        ("pixel_index", ctypes.c_void_p),
-        ("depth_prob", ctypes.c_void_p),
-        ("depth_coords", ctypes.c_void_p),
-        ("voxels", ctypes.c_int64),
-        ("feature_height", ctypes.c_int32 * MAX_SCALES),
-        ("feature_width", ctypes.c_int32 * MAX_SCALES),
-        ("batch", ctypes.c_int32),
-        ("views", ctypes.c_int32),
-        ("scales", ctypes.c_int32),
-        ("channels", ctypes.c_int32),
-        ("depth_bins", ctypes.c_int32),
-        ("depth_height", ctypes.c_int32),
-        ("depth_width", ctypes.c_int32),
-        ("gate_scale", ctypes.c_float),
-        ("feature_dtype", ctypes.c_int32),
-    ]
+ENTRY_POINTS = ("occdepth_svs_forward_f32", "occdepth_svs_forward_f32_tiled")  # the twin, the fast path
+THREADS = 2  # the tiled entry point's thread count (ignored without OpenMP)
 
 
 def _compile(cmd: list[str]) -> tuple[float, str]:
@@ -86,6 +57,8 @@ def svs_lib(tmp_path_factory) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(out))
     lib.occdepth_svs_forward_f32.argtypes = [ctypes.POINTER(SvsParams), ctypes.c_void_p]
     lib.occdepth_svs_forward_f32.restype = ctypes.c_int32
+    lib.occdepth_svs_forward_f32_tiled.argtypes = [ctypes.POINTER(SvsParams), ctypes.c_void_p, ctypes.c_int32]
+    lib.occdepth_svs_forward_f32_tiled.restype = ctypes.c_int32
     lib.occdepth_svs_params_size.restype = ctypes.c_size_t
     lib.occdepth_svs_abi_version.restype = ctypes.c_int32
     return lib
@@ -107,12 +80,16 @@ def make_params(features, index, depth_prob=None, coords=None, gate_scale=GATE_S
     return p
 
 
-def run_native(lib, features, index, depth_prob=None, coords=None) -> np.ndarray:
+def call(lib, entry: str, params: SvsParams, out: np.ndarray) -> int:
+    args = (ctypes.byref(params), out.ctypes.data) + ((THREADS,) if entry.endswith("_tiled") else ())
+    return getattr(lib, entry)(*args)
+
+
+def run_native(lib, features, index, depth_prob=None, coords=None, entry=ENTRY_POINTS[0]) -> np.ndarray:
     B, _, _, N = index.shape
     out = np.full((B, features[0].shape[2], N), np.nan, dtype=np.float32)
     params = make_params(features, index, depth_prob, coords)
-    status = lib.occdepth_svs_forward_f32(ctypes.byref(params), out.ctypes.data)
-    assert status == STATUS["kSvsOk"]
+    assert call(lib, entry, params, out) == STATUS["kSvsOk"]
     return out
 
 
@@ -179,13 +156,14 @@ CASES = [  # (batch, views, scales, channels, with_depth, zero_view0)
 ]
 
 
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
 @pytest.mark.parametrize("B,V,S,C,with_depth,zero_view0", CASES)
-def test_cpu_matches_reference_op(svs_lib, B, V, S, C, with_depth, zero_view0) -> None:
+def test_cpu_matches_reference_op(svs_lib, B, V, S, C, with_depth, zero_view0, entry) -> None:
     rng = np.random.default_rng([B, V, S, C, int(with_depth), int(zero_view0)])
     features, index, depth_prob, coords, grid = make_case(rng, B, V, S, C, zero_view0)
     if not with_depth:
         depth_prob = coords = None
-    got = run_native(svs_lib, features, index, depth_prob, coords)
+    got = run_native(svs_lib, features, index, depth_prob, coords, entry)
     want = run_reference(features, index, grid, depth_prob, coords)
     scale = float(np.abs(want).max())
     assert scale > 0
@@ -197,7 +175,8 @@ def test_cpu_matches_reference_op(svs_lib, B, V, S, C, with_depth, zero_view0) -
         assert (got[:, :, 9] == 0).all()  # covered by no depth volume
 
 
-def test_abi_layout_and_status_codes(svs_lib) -> None:
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_abi_layout_and_status_codes(svs_lib, entry) -> None:
     assert svs_lib.occdepth_svs_abi_version() == header_constant(API_HEADER, "OCCDEPTH_SVS_ABI_VERSION")
     assert svs_lib.occdepth_svs_params_size() == ctypes.sizeof(SvsParams)
     features, index, depth_prob, coords, _ = make_case(np.random.default_rng(0), 1, 2, 1, 3)
@@ -207,7 +186,7 @@ def test_abi_layout_and_status_codes(svs_lib) -> None:
         params = make_params(features, index, depth_prob, coords)
         for name, value in changes.items():
             setattr(params, name, value)
-        return svs_lib.occdepth_svs_forward_f32(ctypes.byref(params), out.ctypes.data)
+        return call(svs_lib, entry, params, out)
 
     assert status() == STATUS["kSvsOk"]
     assert status(views=MAX_VIEWS + 1) == STATUS["kSvsTooManyViews"]

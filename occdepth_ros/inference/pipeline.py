@@ -1,6 +1,6 @@
 """StereoInference: the one object the CLI, the ROS node and tools call.
 
-It owns the network, turns a raw calibration into lift lookups (cached while the
+It owns the network (a runtime backend: eager torch, ONNX Runtime or TensorRT), turns a raw calibration into lift lookups (cached while the
 calibration does not change) and validates every input before it reaches the model.
 """
 
@@ -15,23 +15,27 @@ from ..geometry.calib import CalibrationError, StereoCalibration, rig_from_proje
 from ..geometry.image_fit import ImageFit
 from ..geometry.lookups import LiftLookup, LiftTensors, build_lift_lookup
 from ..model.occdepth import OccDepth
+from ..runtime.base import Backend
+from ..runtime.torch_backend import TorchBackend
 from .preprocess import InputError, check_image, to_network_input
 
 
 @dataclass
 class Prediction:
     labels: np.ndarray  # (X, Y, Z) uint8 class per voxel
-    confidence: np.ndarray  # (X, Y, Z) float32 softmax probability of that class
+    confidence: np.ndarray | None  # (X, Y, Z) float32 softmax probability of that class; None: not asked for
     seen: np.ndarray  # (X, Y, Z) bool: inside at least one camera's view (output grid)
 
 
 class StereoInference:
-    def __init__(self, model: OccDepth, device: str | torch.device = "cpu", threads: int | None = None) -> None:
+    def __init__(self, model: OccDepth | Backend, device: str | torch.device = "cpu",
+                 threads: int | None = None) -> None:
+        """``model``: a network (run eagerly on ``device``) or any runtime backend."""
         if threads:
             torch.set_num_threads(threads)
-        self.model = model.eval().to(device)
-        self.cfg = model.cfg
-        self.device = torch.device(device)
+        self.backend: Backend = TorchBackend(model, device) if isinstance(model, OccDepth) else model
+        self.cfg = self.backend.cfg
+        self.device = torch.device("cpu")  # lookups and inputs are handed over on the host
         self._calib_key: bytes | None = None
         self._lookup: LiftLookup | None = None
         self._lift: LiftTensors | None = None
@@ -62,7 +66,6 @@ class StereoInference:
             raise CalibrationError("no calibration set")
         return self._lookup
 
-    @torch.inference_mode()
     def warm_up(self) -> float:
         """One forward pass on zeros (any valid lookups), so the first real frame does not
         pay for allocator and kernel set-up. Returns the seconds it took."""
@@ -78,7 +81,7 @@ class StereoInference:
             torch.ones(1, cfg.n_views, 1, device=self.device),
         )
         start = time.perf_counter()
-        self.model(torch.zeros(1, cfg.n_views, 3, cfg.image.height, cfg.image.width, device=self.device), lift)
+        self.backend.forward(torch.zeros(1, cfg.n_views, 3, cfg.image.height, cfg.image.width), lift)
         return time.perf_counter() - start
 
     # -- inference -----------------------------------------------------------
@@ -102,19 +105,25 @@ class StereoInference:
         batch = torch.stack([to_network_input(img, self._fit, self.cfg.image) for img in images])
         return batch.unsqueeze(0).to(self.device)
 
-    @torch.inference_mode()
-    def logits(self, images: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        return self.model(self.prepare(images), self._lift)
+    def logits(self, images: list[np.ndarray]) -> torch.Tensor:
+        """Semantic logits (1, classes, X, Y, Z) from the backend."""
+        return self.backend.forward(self.prepare(images), self._lift)
 
-    def predict(self, images: list[np.ndarray]) -> Prediction:
-        out = self.logits(images)
-        prob = out["ssc_logit"][0].softmax(dim=0)
-        conf, labels = prob.max(dim=0)
-        return Prediction(
-            labels=labels.to(torch.uint8).cpu().numpy(),
-            confidence=conf.float().cpu().numpy(),
-            seen=self.seen_mask(),
-        )
+    def predict(self, images: list[np.ndarray], with_confidence: bool = True) -> Prediction:
+        return self.postprocess(self.logits(images), with_confidence)
+
+    @torch.inference_mode()
+    def postprocess(self, logits: torch.Tensor, with_confidence: bool = True) -> Prediction:
+        """Labels by argmax; the softmax (a full pass over every class) only when the
+        confidence is wanted."""
+        logits = logits[0]
+        if with_confidence:
+            top, labels = logits.max(dim=0)
+            conf = 1.0 / (logits - top).exp_().sum(dim=0)  # = max softmax probability
+            confidence = conf.float().numpy()
+        else:
+            labels, confidence = logits.argmax(dim=0), None
+        return Prediction(labels=labels.to(torch.uint8).numpy(), confidence=confidence, seen=self.seen_mask())
 
     def seen_mask(self) -> np.ndarray:
         """Output-grid voxels inside at least one view (3D-feature mask upsampled)."""

@@ -27,16 +27,19 @@ def check_image(image: np.ndarray, name: str) -> np.ndarray:
 
 
 def to_network_input(image: np.ndarray, fit: ImageFit, cfg: ImageConfig) -> torch.Tensor:
-    """(3, H, W) float32: fit (crop or resize), scale to [0, 1], ImageNet-normalise."""
+    """(3, H, W) float32: fit (crop or resize), ImageNet-normalise.
+
+    The resize runs on the uint8 image in its own channels-last layout (torch's fast
+    antialiased uint8 path: ~1 ms instead of ~30 ms for a KITTI frame in float); the
+    result is rounded to whole grey levels, as a resized image file would be."""
     if not image.flags.writeable:  # e.g. a view of a ROS message buffer; torch wants writable
         image = image.copy()
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]  # (1, 3, H, W), channels-last
     h, w = fit.dst_size
     if fit.mode == "crop":
-        x = x[:, :h, :w].float()
-    else:
-        x = F.interpolate(x[None].float(), size=(h, w), mode="bilinear", align_corners=False,
-                          antialias=True)[0]
-    mean = torch.tensor(cfg.mean).view(3, 1, 1) * 255.0
-    std = torch.tensor(cfg.std).view(3, 1, 1) * 255.0
-    return (x - mean) / std
+        x = x[:, :, :h, :w]
+    elif tuple(x.shape[2:]) != (h, w):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    scale = 1.0 / (255.0 * torch.tensor(cfg.std, dtype=torch.float32).view(3, 1, 1))
+    offset = -torch.tensor(cfg.mean, dtype=torch.float32).view(3, 1, 1) / torch.tensor(cfg.std).view(3, 1, 1)
+    return (x[0].float() * scale + offset).contiguous()

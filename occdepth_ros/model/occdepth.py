@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ..ops import stereo_voxel_sample
+from ..ops import lift as lift_dispatch
 from .config import ModelConfig
 from .oad import OccupancyAwareDepth
 from .unet2d import UNet2D
@@ -37,6 +37,10 @@ class OccDepth(nn.Module):
         self.net_rgb = UNet2D(cfg.backbone, cfg.feature, cfg.decoder_channels)
         if cfg.depth.enabled:
             self.flosp_depth = OccupancyAwareDepth(cfg.feature, cfg.depth, g)
+        # A plain attribute, not a module: the state dict stays official, and the
+        # exporter swaps in the custom op on an instance. ops.lift runs the fused native
+        # CPU lift at inference and the torch reference otherwise.
+        self.lift_op = lift_dispatch
 
     @property
     def feature_strides(self) -> tuple[int, ...]:
@@ -77,7 +81,7 @@ class OccDepth(nn.Module):
             out["depth_logits"] = logits.unflatten(0, (b, v))
             depth_prob = out["depth_logits"].softmax(dim=2)
             depth_coords = lift.depth_coords
-        x3d = stereo_voxel_sample(
+        x3d = self.lift_op(
             [feats[s] for s in cfg.sfa_scales],
             lift.pixel_index,
             cfg.grid.feature_dims,

@@ -3,8 +3,9 @@
 It turns the numpy products of ``voxel_outputs`` and ``stats`` into messages without
 per-point Python wherever the message definition allows: PointCloud2, OccupancyGrid
 and the label grid get their byte payload in one copy. Only CUBE_LIST markers need a
-geometry_msgs/Point object per voxel (about 1-3 us each on a 2-core CPU, plus ~0.4 us
-to serialise on publish), which is why markers are capped and rate-limited.
+geometry_msgs/Point object per voxel (about 0.2 us each filled through its slots on a
+2-core CPU, 1-3 us through the constructor, plus ~0.4 us to serialise on publish),
+which is why markers are capped and rate-limited.
 """
 
 from __future__ import annotations
@@ -91,13 +92,36 @@ def marker_array(groups: MarkerGroups, header: Header, voxel_size: float,
     return MarkerArray(markers=markers)
 
 
+# geometry_msgs/Point stores x, y, z in these slots (rosidl's generated Python, Humble
+# and newer); Jazzy adds _check_fields, the switch for the setters' type assertions.
+_POINT_SLOTS = frozenset(getattr(Point, "__slots__", ()))
+_POINT_FAST = {"_x", "_y", "_z"} <= _POINT_SLOTS
+_POINT_HAS_CHECK = "_check_fields" in _POINT_SLOTS
+
+
 def _points(centres: np.ndarray) -> list[Point]:
-    """The unavoidable per-point loop: tolist() first, so only Python floats go in."""
+    """The unavoidable per-point loop: tolist() first, so only Python floats go in.
+
+    The values are Python floats by construction, so the Points are filled through
+    their slots, skipping the property setters' per-field assertions: about 5x faster
+    than ``Point(x=x, y=y, z=z)`` (measured by occdepth-bench). The keyword constructor
+    remains the fallback for a message class laid out differently."""
     if centres.shape[1:] != (XYZ,):
         raise ValueError(f"centres must be (N, 3), got {centres.shape}")
     rows = centres.astype(np.float64, copy=False).tolist()
     with _gc_paused():
-        return [Point(x=x, y=y, z=z) for x, y, z in rows]
+        if not _POINT_FAST:
+            return [Point(x=x, y=y, z=z) for x, y, z in rows]
+        new = Point.__new__
+        points = []
+        append = points.append
+        for x, y, z in rows:
+            p = new(Point)
+            p._x, p._y, p._z = x, y, z
+            if _POINT_HAS_CHECK:
+                p._check_fields = False
+            append(p)
+        return points
 
 
 @contextmanager

@@ -14,11 +14,11 @@ import numpy as np
 
 from ..geometry.calib import GRID_TO_OPTICAL, CalibrationError, as_rigid
 from ..model.config import preset_names
+from ..runtime.factory import BACKENDS, PRECISIONS
 from .stereo_sync import IMAGE_STREAMS, STEREO_STREAMS, seconds_to_ns
 from .voxel_outputs import DEFAULT_FREE_CLASSES
 
 INPUT_QOS_CHOICES = ("SENSOR_DATA", "SYSTEM_DEFAULT", "DEFAULT")
-BACKENDS = ("torch",)
 RIGID_SIZES = (12, 16)  # grid_to_camera: 3x4 or 4x4, row-major
 MIN_STATS_WINDOW = 2
 PATH_PARAMS = ("calib_file", "checkpoint")
@@ -46,9 +46,10 @@ class NodeParams:
     # model
     checkpoint: str = ""  # empty = the shipped default model
     preset: str = ""  # empty = taken from the checkpoint
-    backend: str = "torch"
+    backend: str = "torch"  # torch | onnxruntime | tensorrt (ONNX exported and cached on first use)
+    precision: str = "fp32"  # tensorrt engines: fp32 | fp16
     device: str = "cpu"
-    threads: int = 0  # torch CPU threads; 0 = torch's default
+    threads: int = 0  # CPU threads (torch, ONNX Runtime); 0 = the library's default
     # outputs
     frame_id: str = "velodyne"  # frame of the voxel grid (KITTI's grid is in the velodyne frame)
     publish_confidence: bool = False
@@ -118,6 +119,12 @@ class NodeParams:
 
     def _validate_model(self) -> None:
         _require(self.backend in BACKENDS, "backend", f"must be one of {BACKENDS}, got {self.backend!r}")
+        _require(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.backend == "tensorrt":
+            _require(self.device.startswith("cuda"), "device", "backend 'tensorrt' runs on 'cuda' or 'cuda:N'")
+        if self.checkpoint.endswith((".onnx", ".engine")):
+            _require(self.backend != "torch", "checkpoint",
+                     f"{self.checkpoint} is an exported file; use backend 'onnxruntime' or 'tensorrt'")
         _require(self.device == "cpu" or self.device.startswith("cuda"), "device",
                  f"must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         _require(self.threads >= 0, "threads", f"must be >= 0 (0 = default), got {self.threads}")

@@ -20,13 +20,16 @@ from .stereo_sync import stamp_to_ns
 from .voxel_outputs import BevGrid, OccupiedVoxels, VoxelCloud, bev_occupancy, occupied_voxels, voxel_cloud
 
 
+OUTPUTS = frozenset({"voxels", "cloud", "bev"})  # derived outputs; the prediction is always made
+
+
 @dataclass
 class FrameOutputs:
     stamp_ns: int  # the left image's stamp: every output carries it
     prediction: Prediction
-    voxels: OccupiedVoxels
-    cloud: VoxelCloud
-    bev: BevGrid
+    voxels: OccupiedVoxels | None  # None: not asked for (nobody subscribed)
+    cloud: VoxelCloud | None
+    bev: BevGrid | None
     processing_s: float
 
 
@@ -52,8 +55,9 @@ class FrameProcessor:
         return calibration_from_camera_info(left_info.p, right_info.p, left_info.width, left_info.height,
                                             self.params.grid_to_camera_matrix())
 
-    def process(self, msgs: tuple) -> FrameOutputs:
-        """``msgs``: (left image, right image[, left info, right info]) of one stamp."""
+    def process(self, msgs: tuple, outputs: frozenset[str] = OUTPUTS) -> FrameOutputs:
+        """``msgs``: (left image, right image[, left info, right info]) of one stamp.
+        ``outputs``: which derived outputs to build (the node skips unsubscribed ones)."""
         start = time.perf_counter()
         left_msg, right_msg = msgs[0], msgs[1]
         infos = (msgs[2], msgs[3]) if len(msgs) == 4 else None
@@ -62,13 +66,17 @@ class FrameProcessor:
         if left.shape != right.shape:
             raise InputError(f"left image is {left.shape[1]}x{left.shape[0]}, right is {right.shape[1]}x{right.shape[0]}")
         self.engine.set_calibration(self.calibration(left_msg, right_msg, infos))
-        pred = self.engine.predict([left, right])
+        pred = self.engine.predict([left, right], with_confidence=self.params.publish_confidence)
         cfg = self.engine.cfg
-        voxels = occupied_voxels(pred.labels, cfg.grid, self.classes,
-                                 confidence=pred.confidence if self.params.publish_confidence else None,
-                                 seen=pred.seen, include_unseen=self.params.publish_unseen_voxels)
-        cloud = voxel_cloud(voxels, self.classes, with_confidence=self.params.publish_confidence)
-        bev = bev_occupancy(pred.labels, cfg.grid, self.classes, self.params.occupancy_min_z,
-                            self.params.occupancy_max_z, seen=pred.seen, free_classes=self.params.free_classes)
+        voxels = cloud = bev = None
+        if outputs & {"voxels", "cloud"}:
+            voxels = occupied_voxels(pred.labels, cfg.grid, self.classes,
+                                     confidence=pred.confidence if self.params.publish_confidence else None,
+                                     seen=pred.seen, include_unseen=self.params.publish_unseen_voxels)
+        if "cloud" in outputs:
+            cloud = voxel_cloud(voxels, self.classes, with_confidence=self.params.publish_confidence)
+        if "bev" in outputs:
+            bev = bev_occupancy(pred.labels, cfg.grid, self.classes, self.params.occupancy_min_z,
+                                self.params.occupancy_max_z, seen=pred.seen, free_classes=self.params.free_classes)
         stamp = stamp_to_ns(left_msg.header.stamp.sec, left_msg.header.stamp.nanosec)
         return FrameOutputs(stamp, pred, voxels, cloud, bev, time.perf_counter() - start)

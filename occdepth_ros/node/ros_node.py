@@ -42,12 +42,13 @@ from std_msgs.msg import Float64, UInt8MultiArray
 from visualization_msgs.msg import MarkerArray
 from diagnostic_msgs.msg import DiagnosticArray
 
-from ..checkpoint import CheckpointError, load_model
+from ..checkpoint import CheckpointError
 from ..classes import load_class_set
 from ..geometry.calib import CalibrationError
 from ..inference import InputError, StereoInference
 from ..model.config import ConfigError
 from ..resources import default_model_path, share_dir
+from ..runtime import BackendError, create_backend
 from .latest_slot import LatestSlot
 from .messages import diagnostic_array, label_grid, make_header, marker_array, occupancy_grid, point_cloud2
 from .params import NodeParams
@@ -91,12 +92,14 @@ class OccDepthNode(Node):
         super().__init__(node_name, **kwargs)
         params = declare_params(self).validate()
         checkpoint = params.checkpoint or (None if params.preset else str(default_model_path()))
-        model = load_model(checkpoint, preset=params.preset or None)
-        self.classes = load_class_set(model.cfg.class_set)
+        backend = create_backend(params.backend, checkpoint, params.preset or None, device=params.device,
+                                 threads=params.threads or None, precision=params.precision)
+        cfg = backend.cfg
+        self.classes = load_class_set(cfg.class_set)
         params.validate(self.classes.names)
-        z_band_layers(model.cfg.grid, params.occupancy_min_z, params.occupancy_max_z)
+        z_band_layers(cfg.grid, params.occupancy_min_z, params.occupancy_max_z)
         self.params = params
-        engine = StereoInference(model, device=params.device, threads=params.threads or None)
+        engine = StereoInference(backend, threads=params.threads or None)
         warm_s = engine.warm_up()
         self.processor = FrameProcessor(engine, params, self.classes)
         self.sync = StereoSync(params.sync_streams(), params.sync_tolerance_ns(), params.queue_size,
@@ -109,8 +112,8 @@ class OccDepthNode(Node):
         self._worker = threading.Thread(target=self._work, name="occdepth_inference", daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f"model {model.cfg.name} ({checkpoint or 'preset ' + params.preset}), grid {model.cfg.grid.dims} "
-            f"@ {model.cfg.grid.voxel_size} m in frame '{params.frame_id}', "
+            f"model {cfg.name} ({checkpoint or 'preset ' + params.preset}) on {backend.describe()}, "
+            f"grid {cfg.grid.dims} @ {cfg.grid.voxel_size} m in frame '{params.frame_id}', "
             f"calibration from {params.calib_file or 'camera_info'}; warm-up {warm_s:.2f} s"
         )
 
@@ -162,7 +165,7 @@ class OccDepthNode(Node):
             if msgs is None:
                 continue
             try:
-                result = self.processor.process(msgs)
+                result = self.processor.process(msgs, self._wanted_outputs())
             except InputError as exc:
                 self._reject("bad_input", f"bad input, frame skipped: {exc}")
                 continue
@@ -173,6 +176,21 @@ class OccDepthNode(Node):
                 self._reject("bad_input", f"frame failed ({type(exc).__name__}: {exc})")
                 continue
             self._publish(result)
+
+    def _markers_due(self) -> bool:
+        p = self.params
+        return (p.marker_max_rate_hz > 0 and self.pub_markers.get_subscription_count() > 0
+                and time.monotonic() - self._last_marker_time >= 1.0 / p.marker_max_rate_hz)
+
+    def _wanted_outputs(self) -> frozenset[str]:
+        """No work for outputs nobody subscribes to. The occupancy grid is always made:
+        it is latched (transient local), so a late subscriber gets the latest one."""
+        wanted = {"bev"}
+        if self.pub_cloud.get_subscription_count() > 0:
+            wanted.add("cloud")
+        if self._markers_due():
+            wanted.add("voxels")
+        return frozenset(wanted)
 
     def _reject(self, reason: str, message: str) -> None:
         self.stats.count_drop(reason)
@@ -186,16 +204,15 @@ class OccDepthNode(Node):
     def _publish(self, r: FrameOutputs) -> None:
         p = self.params
         header = make_header(r.stamp_ns, p.frame_id)
-        self.pub_cloud.publish(point_cloud2(r.cloud, header))
-        if p.publish_label_grid:
+        if r.cloud is not None:
+            self.pub_cloud.publish(point_cloud2(r.cloud, header))
+        if p.publish_label_grid and self.pub_labels.get_subscription_count() > 0:
             self.pub_labels.publish(label_grid(r.prediction.labels))
         self.pub_grid.publish(occupancy_grid(r.bev, header))
-        now = time.monotonic()
-        if (p.marker_max_rate_hz > 0 and self.pub_markers.get_subscription_count() > 0
-                and now - self._last_marker_time >= 1.0 / p.marker_max_rate_hz):
+        if r.voxels is not None and self._markers_due():
             groups = marker_groups(r.voxels, self.classes, max_voxels=p.marker_max_voxels)
             self.pub_markers.publish(marker_array(groups, header, self.processor.engine.cfg.grid.voxel_size))
-            self._last_marker_time = now
+            self._last_marker_time = time.monotonic()
         latency_s = self.get_clock().now().nanoseconds * 1e-9 - r.stamp_ns * 1e-9
         self.stats.record_processed(r.processing_s, latency_s)
         self.pub_time.publish(Float64(data=r.processing_s * 1e3))
@@ -218,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         node = OccDepthNode()
         rclpy.spin(node)
-    except (ValueError, CheckpointError, CalibrationError, ConfigError) as exc:
+    except (ValueError, CheckpointError, CalibrationError, ConfigError, BackendError) as exc:
         print(f"occdepth_node: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

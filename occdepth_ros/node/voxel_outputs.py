@@ -62,21 +62,32 @@ def occupied_voxels(
     inside a camera's view (``seen``), dropping completed-but-unobserved geometry."""
     _check_grid_array(labels, grid, "labels", np.uint8)
     _check_label_range(labels, classes)
-    mask = occupied_lut(classes)[labels]
+    flat = labels.reshape(-1)
+    mask = _occupied_mask(flat, classes)
     if not include_unseen:
         if seen is None:
             raise ValueError("include_unseen=False needs the seen mask")
         _check_grid_array(seen, grid, "seen", np.bool_)
-        mask &= seen
-    idx = np.nonzero(mask)
-    centres = np.empty((idx[0].size, XYZ), dtype=np.float64)
-    for axis in range(XYZ):
-        centres[:, axis] = grid.origin[axis] + (idx[axis] + 0.5) * grid.voxel_size
+        mask &= seen.reshape(-1)
+    # One flat scan (a 3-D np.nonzero is about twice as slow), then the grid indices by
+    # integer division: C order, n = (x * Y + y) * Z + z.
+    idx = np.flatnonzero(mask)
+    xy, z = np.divmod(idx, grid.dims[2])
+    x, y = np.divmod(xy, grid.dims[1])
+    centres = np.empty((idx.size, XYZ), dtype=np.float64)
+    for axis, index in enumerate((x, y, z)):
+        centres[:, axis] = grid.origin[axis] + (index + 0.5) * grid.voxel_size
     conf = None
     if confidence is not None:
         _check_grid_array(confidence, grid, "confidence", None)
-        conf = confidence[idx].astype(np.float32, copy=False)
-    return OccupiedVoxels(centres=centres, labels=labels[idx], confidence=conf)
+        conf = confidence.reshape(-1)[idx].astype(np.float32, copy=False)
+    return OccupiedVoxels(centres=centres, labels=flat[idx], confidence=conf)
+
+
+def _occupied_mask(flat: np.ndarray, classes: ClassSet) -> np.ndarray:
+    """``occupied_lut(classes)[flat]`` for labels that passed _check_label_range (classes
+    and ignore only): two byte compares vectorise, a 256-entry table gather does not."""
+    return (flat != classes.empty_index) & (flat != classes.ignore_index)
 
 
 def occupied_lut(classes: ClassSet) -> np.ndarray:

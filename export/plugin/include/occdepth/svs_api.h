@@ -10,13 +10,18 @@
 #define OCCDEPTH_SVS_API extern "C" __attribute__((visibility("default")))
 
 // Bumped whenever SvsParams or an entry point changes, so a loader can refuse a stale build.
-#define OCCDEPTH_SVS_ABI_VERSION 1
+#define OCCDEPTH_SVS_ABI_VERSION 2
 
 // liboccdepth_svs_cpu
 OCCDEPTH_SVS_API int32_t occdepth_svs_abi_version(void);
 OCCDEPTH_SVS_API size_t occdepth_svs_params_size(void);  // sizeof(SvsParams), to check a mirror
 // out: (B, C, N) float32. params->feature_dtype must be kSvsFloat32. Returns an SvsStatus.
 OCCDEPTH_SVS_API int32_t occdepth_svs_forward_f32(const occdepth::SvsParams* params, float* out);
+// The same op, tiled for CPU caches (the path occdepth_ros runs). Same inputs, output and
+// status codes; the same per-voxel arithmetic up to float rounding. num_threads <= 0:
+// the OpenMP default; ignored in a build without OpenMP.
+OCCDEPTH_SVS_API int32_t occdepth_svs_forward_f32_tiled(const occdepth::SvsParams* params,
+                                                        float* out, int32_t num_threads);
 
 // liboccdepth_svs_cuda
 // All pointers are device pointers; out has params->feature_dtype (float32 or float16).

@@ -1,0 +1,250 @@
+"""The benchmark's targets, markdown tables, JSON and PNG chart."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+from .micro import MESSAGE_KINDS, LiftResult, MessageResult
+from .pipeline import NETWORK, PipelineResult
+
+# -- targets (issue #6) -------------------------------------------------------------------------
+NON_NETWORK_SHARE_MAX = 0.10  # of end-to-end latency, default model, eager torch
+POINTCLOUD2_MAX_MS = 10.0  # PointCloud2 from the label grid at POINTCLOUD2_TARGET_COUNT voxels
+POINTCLOUD2_TARGET_COUNT = 200_000
+LIFT_SPEEDUP_MIN = 3.0  # fused native lift over the torch reference
+LIFT_TARGET_PRESETS = ("compact", "kitti_b3_f32")
+ORT_SPEEDUP_MIN = 1.3  # ONNX Runtime network time over eager torch, default model
+DEFAULT_PRESET = "default"  # the shipped model (models/default.safetensors)
+PASS, FAIL, NA = "PASS", "FAIL", "n/a"
+
+
+@dataclass
+class Target:
+    name: str
+    goal: str
+    measured: str = ""
+    status: str = NA
+    value: float | None = None
+    detail: str = ""
+
+
+def _find_pipeline(results: list[PipelineResult], preset: str, backend: str) -> PipelineResult | None:
+    return next((r for r in results if r.preset == preset and r.backend == backend), None)
+
+
+def evaluate_targets(pipelines: list[PipelineResult], lifts: list[LiftResult],
+                     messages: list[MessageResult]) -> list[Target]:
+    targets = []
+
+    t = Target("non-network share of end-to-end latency (default model, torch)", f"<= {NON_NETWORK_SHARE_MAX:.0%}")
+    run = _find_pipeline(pipelines, DEFAULT_PRESET, "torch")
+    if run is None or run.status != "ok" or run.non_network_share is None:
+        t.detail = "not measured: " + ("the default preset/torch backend was not run" if run is None else run.reason)
+    else:
+        share = run.non_network_share
+        t.value, t.measured = share, f"{share:.1%} ({run.total_p50 - run.network_p50:.1f} of {run.total_p50:.1f} ms p50)"
+        t.status = PASS if share <= NON_NETWORK_SHARE_MAX else FAIL
+        others = [f"{r.backend} {r.non_network_share:.1%}" for r in pipelines
+                  if r.preset == DEFAULT_PRESET and r.backend != "torch" and r.status == "ok"
+                  and r.non_network_share is not None]
+        t.detail = ("decode+preprocess+postprocess+message build+markers+publish; markers counted every frame"
+                    + (f"; other backends: {', '.join(others)}" if others else ""))
+    targets.append(t)
+
+    t = Target(f"PointCloud2 at {POINTCLOUD2_TARGET_COUNT // 1000}k occupied voxels", f"<= {POINTCLOUD2_MAX_MS:g} ms")
+    msg = next((m for m in messages if m.kind == "PointCloud2" and m.occupied == POINTCLOUD2_TARGET_COUNT), None)
+    if msg is None or not msg.stat.samples_ms:
+        t.detail = "not measured" + (f": {msg.stat.note}" if msg is not None else "")
+    else:
+        t.value, t.measured = msg.stat.p50, f"{msg.stat.p50:.2f} ms p50 ({msg.stat.p99:.2f} p99), {msg.grid} grid"
+        t.status = PASS if msg.stat.p50 <= POINTCLOUD2_MAX_MS else FAIL
+        t.detail = "label grid -> occupied voxels -> cloud -> sensor_msgs/PointCloud2"
+    targets.append(t)
+
+    for preset in LIFT_TARGET_PRESETS:
+        t = Target(f"fused lift vs naive ({preset} shapes)", f">= {LIFT_SPEEDUP_MIN:g}x")
+        lift = next((r for r in lifts if r.preset == preset), None)
+        if lift is None:
+            t.detail = "not measured (not in --lift-presets)"
+        else:
+            t.value = lift.ratio
+            t.measured = f"{lift.ratio:.1f}x ({lift.reference.p50:.1f} -> {lift.fused.p50:.1f} ms p50)"
+            t.status = PASS if lift.ratio >= LIFT_SPEEDUP_MIN else FAIL
+        targets.append(t)
+
+    t = Target("ONNX Runtime vs eager torch, network time (default model)", f">= {ORT_SPEEDUP_MIN:g}x")
+    torch_run = _find_pipeline(pipelines, DEFAULT_PRESET, "torch")
+    ort_run = _find_pipeline(pipelines, DEFAULT_PRESET, "onnxruntime")
+    if ort_run is None or ort_run.status != "ok" or ort_run.network_forward is None:
+        t.detail = "not measured: " + ("backend not run (--backends)" if ort_run is None else ort_run.reason)
+    elif torch_run is None or torch_run.status != "ok" or torch_run.network_forward is None:
+        t.detail = "not measured: the torch backend was not run"
+    else:
+        ratio = torch_run.network_forward.p50 / ort_run.network_forward.p50
+        t.value = ratio
+        t.measured = (f"{ratio:.2f}x ({torch_run.network_forward.p50:.0f} -> "
+                      f"{ort_run.network_forward.p50:.0f} ms p50, backend forward)")
+        t.status = PASS if ratio >= ORT_SPEEDUP_MIN else FAIL
+    targets.append(t)
+    return targets
+
+
+# -- markdown ------------------------------------------------------------------------------------
+def _ms(v: float) -> str:
+    return "-" if v is None or not math.isfinite(v) else (f"{v:.2f}" if v < 100 else f"{v:.0f}")
+
+
+def _mb(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def pipeline_table(run: PipelineResult) -> str:
+    head = f"### Pipeline: {run.preset} / {run.backend}"
+    if run.status != "ok":
+        return f"{head}\n\n{run.status}: {run.reason}\n"
+    lines = [head, "", f"{run.describe}; occupied voxels in the frame: {run.occupied_voxels}; "
+             f"staged vs end-to-end check: {run.check}", "",
+             "| stage | kind | p50 ms | p99 ms | n | Python peak MiB | RSS peak MiB | note |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for s in run.stages:
+        lines.append(f"| {s.name} | {s.kind} | {_ms(s.p50)} | {_ms(s.p99)} | {len(s.samples_ms)} | "
+                     f"{_mb(s.py_peak_mb)} | {_mb(s.rss_peak_mb)} | {s.note} |")
+    share = run.non_network_share
+    lines.append(f"| **total** | | **{_ms(run.total_p50)}** | | | | | network {_ms(run.network_p50)} ms, "
+                 f"non-network {'-' if share is None else f'{share:.1%}'} |")
+    if run.network_forward is not None:
+        f = run.network_forward
+        lines.append(f"| backend forward (alone) | {NETWORK} | {_ms(f.p50)} | {_ms(f.p99)} | {len(f.samples_ms)} | "
+                     f"{_mb(f.py_peak_mb)} | {_mb(f.rss_peak_mb)} | not part of the total |")
+    return "\n".join(lines) + "\n"
+
+
+def lift_table(lifts: list[LiftResult]) -> str:
+    lines = ["### Lift: fused native vs naive torch reference", "",
+             "| preset | V x S x C | grid (N) | seen | naive p50 / p99 ms | fused p50 / p99 ms | ratio | max abs diff | threads |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in lifts:
+        s = r.shapes
+        lines.append(f"| {r.preset} | {s['V']} x {s['S']} x {s['C']} | {'x'.join(map(str, s['grid']))} ({s['N']}) | "
+                     f"{s['seen_fraction']:.0%} | {_ms(r.reference.p50)} / {_ms(r.reference.p99)} | "
+                     f"{_ms(r.fused.p50)} / {_ms(r.fused.p99)} | **{r.ratio:.1f}x** | {r.max_abs_diff:.1e} | {r.threads} |")
+    return "\n".join(lines) + "\n"
+
+
+def message_table(messages: list[MessageResult]) -> str:
+    if not messages:
+        return "### Message building\n\nnot measured\n"
+    grid = messages[0].grid
+    lines = [f"### Message building ({grid} output grid), from the label grid", "",
+             "| occupied voxels | " + " | ".join(f"{k} p50 / p99 ms" for k in MESSAGE_KINDS) + " |",
+             "|---:|" + "---:|" * len(MESSAGE_KINDS)]
+    notes = sorted({m.stat.note for m in messages if m.stat.note})
+    for count in sorted({m.occupied for m in messages}):
+        cells = []
+        for kind in MESSAGE_KINDS:
+            m = next((m for m in messages if m.occupied == count and m.kind == kind), None)
+            cells.append("-" if m is None else f"{_ms(m.stat.p50)} / {_ms(m.stat.p99)}")
+        lines.append(f"| {count} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""] + [f"MarkerArray: {n}." for n in notes]) + "\n"
+
+
+def targets_table(targets: list[Target]) -> str:
+    lines = ["### Targets", "", "| target | goal | measured | status | detail |", "|---|---|---|---|---|"]
+    for t in targets:
+        lines.append(f"| {t.name} | {t.goal} | {t.measured or '-'} | **{t.status}** | {t.detail} |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown(meta: dict[str, Any], pipelines: list[PipelineResult], lifts: list[LiftResult],
+             messages: list[MessageResult], targets: list[Target]) -> str:
+    parts = [f"## occdepth-bench ({meta['mode']})", "",
+             f"{meta['machine']}; torch {meta['torch']} with {meta['threads']} threads; "
+             f"load average at start {meta['loadavg'][0]:.2f}.", ""]
+    if meta.get("warning"):
+        parts += [f"**{meta['warning']}**", ""]
+    parts += [pipeline_table(r) for r in pipelines]
+    if lifts:
+        parts.append(lift_table(lifts))
+    parts.append(message_table(messages))
+    parts.append(targets_table(targets))
+    parts.append("Memory: Python peak = tracemalloc (Python and NumPy allocations, not torch's); "
+                 "RSS peak = rise of the process's resident set during the stage (VmHWM after a reset).\n")
+    return "\n".join(parts)
+
+
+def write_json(path: Path, meta: dict[str, Any], pipelines: list[PipelineResult], lifts: list[LiftResult],
+               messages: list[MessageResult], targets: list[Target]) -> dict[str, Any]:
+    data = {"meta": meta, "pipeline": [r.to_dict() for r in pipelines], "lift": [r.to_dict() for r in lifts],
+            "messages": [m.to_dict() for m in messages], "targets": [asdict(t) for t in targets]}
+    path.write_text(json.dumps(data, indent=2, allow_nan=False))
+    return data
+
+
+# -- PNG (Pillow only) ---------------------------------------------------------------------------
+NETWORK_COLOR = (52, 101, 164)
+HOST_COLOR = (245, 121, 0)
+NAIVE_COLOR = (136, 138, 133)
+FUSED_COLOR = (78, 154, 6)
+MESSAGE_COLORS = {"PointCloud2": (52, 101, 164), "MarkerArray": (204, 0, 0), "OccupancyGrid": (117, 80, 123)}
+WIDTH, LABEL_W, ROW_H, TITLE_H, MARGIN = 960, 300, 18, 26, 10
+BACKGROUND, TEXT = (255, 255, 255), (0, 0, 0)
+
+
+@dataclass
+class Bar:
+    label: str
+    value: float
+    color: tuple[int, int, int]
+
+
+def _panel(title: str, bars: list[Bar], unit: str = "ms") -> Image.Image:
+    font = ImageFont.load_default()
+    img = Image.new("RGB", (WIDTH, TITLE_H + ROW_H * max(1, len(bars)) + MARGIN), BACKGROUND)
+    draw = ImageDraw.Draw(img)
+    draw.text((MARGIN, 6), title, fill=TEXT, font=font)
+    finite = [b.value for b in bars if b.value is not None and math.isfinite(b.value)]
+    top = max(finite) if finite else 1.0
+    span = WIDTH - LABEL_W - 90
+    for i, b in enumerate(bars):
+        y = TITLE_H + i * ROW_H
+        draw.text((MARGIN, y + 3), b.label, fill=TEXT, font=font)
+        if b.value is None or not math.isfinite(b.value):
+            draw.text((LABEL_W, y + 3), "n/a", fill=TEXT, font=font)
+            continue
+        length = max(1, int(span * b.value / top)) if top > 0 else 1
+        draw.rectangle([LABEL_W, y + 2, LABEL_W + length, y + ROW_H - 3], fill=b.color)
+        draw.text((LABEL_W + length + 6, y + 3), f"{_ms(b.value)} {unit}", fill=TEXT, font=font)
+    return img
+
+
+def write_png(path: Path, pipelines: list[PipelineResult], lifts: list[LiftResult],
+              messages: list[MessageResult]) -> None:
+    panels = []
+    for r in pipelines:
+        if r.status == "ok":
+            bars = [Bar(s.name, s.p50, NETWORK_COLOR if s.kind == NETWORK else HOST_COLOR) for s in r.timed()]
+            panels.append(_panel(f"{r.preset} / {r.backend}: per-stage p50 latency (blue network, orange host), "
+                                 f"total {_ms(r.total_p50)} ms", bars))
+    if lifts:
+        bars = []
+        for r in lifts:
+            bars += [Bar(f"{r.preset} naive (torch reference)", r.reference.p50, NAIVE_COLOR),
+                     Bar(f"{r.preset} fused (native), {r.ratio:.1f}x", r.fused.p50, FUSED_COLOR)]
+        panels.append(_panel("lift p50", bars))
+    if messages:
+        bars = [Bar(f"{m.kind} {m.occupied // 1000}k voxels", m.stat.p50, MESSAGE_COLORS[m.kind]) for m in messages]
+        panels.append(_panel(f"message building p50 ({messages[0].grid} grid)", bars))
+    if not panels:
+        panels.append(_panel("nothing measured", []))
+    canvas = Image.new("RGB", (WIDTH, sum(p.height for p in panels)), BACKGROUND)
+    y = 0
+    for p in panels:
+        canvas.paste(p, (0, y))
+        y += p.height
+    canvas.save(path)

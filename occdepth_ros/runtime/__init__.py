@@ -1,0 +1,8 @@
+"""Runtime backends: one interface (images + lift lookups -> semantic logits) that the
+inference pipeline calls, implemented by eager PyTorch, ONNX Runtime and TensorRT."""
+
+from .base import Backend, BackendError
+from .factory import BACKENDS, create_backend
+from .torch_backend import TorchBackend
+
+__all__ = ["BACKENDS", "Backend", "BackendError", "TorchBackend", "create_backend"]

@@ -1,0 +1,94 @@
+"""ONNX Runtime: runs an exported file as is (ORT inlines the lift's model-local
+function). CPU here; the CUDA or TensorRT execution providers where installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from ..geometry.lookups import LiftTensors
+from ..model.config import ConfigError, ModelConfig, config_from_dict
+from .base import BackendError
+from occdepth_export.spec import INPUT_NAMES, META_CONFIG, META_FORMAT, META_FORMAT_VALUE, OUTPUT_SSC_LOGIT
+
+# Preference order when the caller asks for "auto".
+PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def read_onnx_metadata(path: str | Path) -> str:
+    """The model config YAML embedded by occdepth-export-onnx (read without ONNX Runtime)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and friends for a corrupt file
+        raise BackendError(f"{path}: not a readable ONNX file ({exc})") from exc
+    metadata = {p.key: p.value for p in model.metadata_props}
+    config_from_text(path, metadata)  # validates
+    return metadata[META_CONFIG]
+
+
+def config_from_text(path: str | Path, metadata: dict[str, str]) -> ModelConfig:
+    if metadata.get(META_FORMAT) != META_FORMAT_VALUE or META_CONFIG not in metadata:
+        raise BackendError(f"{path}: not exported by occdepth-export-onnx (no '{META_FORMAT}' metadata); "
+                           "export it with occdepth-export-onnx")
+    try:
+        return config_from_dict(yaml.safe_load(metadata[META_CONFIG]), f"{path} config")
+    except ConfigError as exc:
+        raise BackendError(f"{path}: embedded config is invalid: {exc}") from exc
+
+
+class OrtBackend:
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, providers: str | list[str] = "auto", threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendError("backend 'onnxruntime' needs the onnxruntime package (pip install onnxruntime)") from exc
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise BackendError(f"ONNX file not found: {self.path}")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        available = ort.get_available_providers()
+        if providers == "auto":
+            chosen = [p for p in PROVIDER_PREFERENCE if p in available]
+        else:
+            chosen = [providers] if isinstance(providers, str) else list(providers)
+            missing = [p for p in chosen if p not in available]
+            if missing:
+                raise BackendError(f"ONNX Runtime providers {missing} not available here; available: {available}")
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
+        except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
+            raise BackendError(f"{self.path}: ONNX Runtime cannot load it: {exc}") from exc
+        self.cfg = config_from_text(self.path, self.session.get_modelmeta().custom_metadata_map)
+        names = [i.name for i in self.session.get_inputs()]
+        if names != list(INPUT_NAMES):
+            raise BackendError(f"{self.path}: graph inputs {names}, expected {list(INPUT_NAMES)}")
+        self.providers = self.session.get_providers()
+
+    def forward(self, images: torch.Tensor, lift: LiftTensors) -> torch.Tensor:
+        feeds = {
+            INPUT_NAMES[0]: _numpy(images, np.float32),
+            INPUT_NAMES[1]: _numpy(lift.pixel_index, np.int32),
+            INPUT_NAMES[2]: _numpy(lift.depth_coords, np.float32),
+            INPUT_NAMES[3]: _numpy(lift.pixel_size, np.float32),
+        }
+        (logits,) = self.session.run([OUTPUT_SSC_LOGIT], feeds)
+        return torch.from_numpy(logits)
+
+    def describe(self) -> str:
+        import onnxruntime as ort
+
+        return f"onnxruntime {ort.__version__} ({', '.join(self.providers)}) {self.path.name}"
+
+
+def _numpy(t: torch.Tensor, dtype) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=dtype)

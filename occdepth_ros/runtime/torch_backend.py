@@ -1,0 +1,25 @@
+"""Eager PyTorch: the reference backend (and the only one that trains)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..geometry.lookups import LiftTensors
+from ..model.occdepth import OccDepth
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, model: OccDepth, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        self.cfg = model.cfg
+
+    @torch.inference_mode()
+    def forward(self, images: torch.Tensor, lift: LiftTensors) -> torch.Tensor:
+        lift = LiftTensors(*(t.to(self.device) for t in lift))
+        return self.model(images.to(self.device), lift)["ssc_logit"].float().cpu()
+
+    def describe(self) -> str:
+        return f"torch {torch.__version__} on {self.device} ({torch.get_num_threads()} threads)"

@@ -1,0 +1,100 @@
+"""TensorRT: a cached engine run on one CUDA stream with static I/O buffers, optional
+CUDA graph. Written against the TensorRT 10 Python API (tensor-address bindings,
+execute_async_v3); it has not run in this project's CI, which has no TensorRT or GPU
+(docs/EXPORT.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..geometry.lookups import LiftTensors
+from ..model.config import ModelConfig, config_from_dict
+from .base import BackendError
+from .engine_cache import validate_engine
+from .trt_env import NO_PLUGIN, find_plugin_library, import_tensorrt, load_plugin
+
+INPUT_DTYPES = {"images": torch.float32, "pixel_index": torch.int32, "depth_coords": torch.float32,
+                "pixel_size": torch.float32}
+OUTPUT = "ssc_logit"
+
+
+class TrtBackend:
+    name = "tensorrt"
+
+    def __init__(self, engine_path: str | Path, cfg: ModelConfig, plugin: str | Path | None = None,
+                 device: str = "cuda:0", cuda_graph: bool = False) -> None:
+        trt = import_tensorrt()
+        self.cfg, self.engine_path, self.device = cfg, Path(engine_path), torch.device(device)
+        load_plugin(trt, find_plugin_library(plugin))
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(self._logger)
+        self.engine = runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+        if self.engine is None:
+            raise BackendError(f"{self.engine_path}: TensorRT cannot deserialise it (other TensorRT version, "
+                               "GPU or plugin?); delete it to rebuild")
+        self.context = self.engine.create_execution_context()
+        self.stream = torch.cuda.Stream(self.device)
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        missing = [n for n in [*INPUT_DTYPES, OUTPUT] if n not in names]
+        if missing:
+            raise BackendError(f"{self.engine_path}: engine lacks I/O tensors {missing}; it has {names}")
+        self.buffers: dict[str, torch.Tensor] = {}
+        for name in names:
+            shape = tuple(self.engine.get_tensor_shape(name))
+            dtype = INPUT_DTYPES.get(name, torch.float32)
+            self.buffers[name] = torch.empty(shape, dtype=dtype, device=self.device)
+            self.context.set_tensor_address(name, self.buffers[name].data_ptr())
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._use_graph = cuda_graph
+
+    @classmethod
+    def from_engine(cls, path: str | Path, **kwargs) -> "TrtBackend":
+        cached, why = validate_engine(path, key=None)
+        if cached is None:
+            raise BackendError(f"cannot use engine: {why}")
+        manifest = cached.manifest
+        try:
+            cfg = config_from_dict(yaml.safe_load(manifest["config"]), f"{path} manifest config")
+        except (KeyError, ValueError) as exc:
+            raise BackendError(f"{path}: manifest has no valid model config ({exc})") from exc
+        if kwargs.get("plugin") is None:  # the plugin the engine was built with, if any
+            kwargs["plugin"] = manifest.get("plugin") or NO_PLUGIN
+        return cls(path, cfg, **kwargs)
+
+    @classmethod
+    def from_onnx(cls, onnx_path: str | Path, precision: str = "fp32", cache: Path | None = None,
+                  plugin: str | Path | None = None, device: str = "cuda:0", **kwargs) -> "TrtBackend":
+        from occdepth_export.build_engine import ensure_engine
+
+        cached = ensure_engine(onnx_path, precision, plugin, cache, device)
+        return cls.from_engine(cached.path, plugin=plugin, device=device, **kwargs)
+
+    def _enqueue(self) -> None:
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise BackendError("TensorRT enqueue failed")
+
+    def forward(self, images: torch.Tensor, lift: LiftTensors) -> torch.Tensor:
+        feeds = {"images": images, "pixel_index": lift.pixel_index, "depth_coords": lift.depth_coords,
+                 "pixel_size": lift.pixel_size}
+        with torch.cuda.stream(self.stream):
+            for name, value in feeds.items():
+                self.buffers[name].copy_(value.to(self.buffers[name].dtype), non_blocking=True)
+            if self._use_graph and self._graph is None:
+                self._enqueue()  # TensorRT must run once before capture
+                self._graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(self._graph, stream=self.stream):
+                    self._enqueue()
+            if self._graph is not None:
+                self._graph.replay()
+            else:
+                self._enqueue()
+            out = self.buffers[OUTPUT].float().cpu()
+        self.stream.synchronize()
+        return out
+
+    def describe(self) -> str:
+        trt = import_tensorrt()
+        return f"TensorRT {trt.__version__} on {torch.cuda.get_device_name(self.device)} ({self.engine_path.name})"

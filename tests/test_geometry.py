@@ -245,9 +245,9 @@ def test_resize_convention_matches_image_resampling() -> None:
     source coordinate that inv(ImageFit.matrix) assigns to it."""
     from occdepth_ros.inference.preprocess import to_network_input
 
-    H, W, h, w = 40, 200, 16, 80
+    H, W, h, w = 40, 50, 16, 20
     img = np.zeros((H, W, 3), np.uint8)
-    img[..., 0] = np.arange(W)[None, :]  # value = source column
+    img[..., 0] = (5 * np.arange(W))[None, :]  # value = 5 * source column
     img[..., 1] = (5 * np.arange(H))[:, None]  # value = 5 * source row
     cfg = ImageConfig(height=h, width=w, fit="resize")
     fit = ImageFit((H, W), (h, w), "resize")
@@ -258,10 +258,11 @@ def test_resize_convention_matches_image_resampling() -> None:
     rows = np.arange(h, dtype=np.float64)
     src_u = (back @ np.stack([cols, np.zeros(w), np.ones(w)]))[0]
     src_v = (back @ np.stack([np.zeros(h), rows, np.ones(h)]))[1]
-    # interior only (the antialias filter clamps at the border); torch's antialias
+    # interior only (the antialias filter clamps at the border). The resized image is
+    # rounded to whole grey levels (0.1 px at 5 levels per pixel) and torch's antialias
     # weights put it ~0.01 px off, while align_corners=True would be ~0.75 px off.
-    np.testing.assert_allclose(raw[0, 8, 4:-4], src_u[4:-4], atol=0.03)
-    np.testing.assert_allclose(raw[1, 3:-3, 40] / 5.0, src_v[3:-3], atol=0.03)
+    np.testing.assert_allclose(raw[0, 8, 3:-3] / 5.0, src_u[3:-3], atol=0.12)
+    np.testing.assert_allclose(raw[1, 3:-3, 10] / 5.0, src_v[3:-3], atol=0.12)
 
 
 def test_crop_of_too_small_image_raises() -> None:

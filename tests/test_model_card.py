@@ -59,9 +59,10 @@ def test_sgbm_baseline_reproduces_the_card_and_is_beaten(heldout: Path) -> None:
     assert card_row("default")[0] > sc_iou
 
 
-def test_mean_fusion_ablation_reproduces_the_card_and_is_beaten(heldout: Path) -> None:
+def test_mean_fusion_ablation_reproduces_the_card(heldout: Path) -> None:
     """The paper's ablation (mean instead of Stereo-SFA), trained with the same data,
-    budget and seed; shipped beside the default so this row is reproducible too."""
+    budget and seed; shipped beside the default so this row is reproducible too. (On
+    sequence 08 it scores above the default; the card says so.)"""
     sc_iou, precision, recall, miou = card_row("same model and budget, mean fusion")
     engine = StereoInference(load_model(model_path(ABLATION_FILE)))
     assert engine.cfg.sfa_fusion == "mean"
@@ -70,4 +71,3 @@ def test_mean_fusion_ablation_reproduces_the_card_and_is_beaten(heldout: Path) -
     assert result.sc_precision * 100 == pytest.approx(precision, abs=TOLERANCE_PCT)
     assert result.sc_recall * 100 == pytest.approx(recall, abs=TOLERANCE_PCT)
     assert result.miou * 100 == pytest.approx(miou, abs=TOLERANCE_PCT)
-    assert card_row("default")[0] > sc_iou

@@ -71,7 +71,10 @@ def test_from_dict_unknown_parameter():
     ({"approximate_sync": True, "sync_tolerance_s": 0.0}, "sync_tolerance_s"),
     ({"queue_size": 0}, "queue_size"),
     ({"stamp_reset_jump_s": -1.0}, "stamp_reset_jump_s"),
-    ({"backend": "tensorrt"}, "backend"),
+    ({"backend": "tflite"}, "backend"),
+    ({"backend": "tensorrt"}, "device"),  # TensorRT needs a CUDA device
+    ({"precision": "int8"}, "precision"),
+    ({"checkpoint": "/nonexistent/model.onnx"}, "checkpoint"),  # an exported file needs onnxruntime/tensorrt
     ({"device": "gpu"}, "device"),
     ({"threads": -1}, "threads"),
     ({"checkpoint": "/nonexistent/model.safetensors"}, "checkpoint"),

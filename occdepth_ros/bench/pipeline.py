@@ -31,6 +31,9 @@ from .frames import StereoFrame
 from .measure import Stat, memory_probe, time_ms
 
 NETWORK, HOST = "network", "host"
+# Rate-limited side outputs (RViz markers: at most marker_max_rate_hz, only with a
+# subscriber): timed, shown, but not part of every frame's total.
+PERIODIC = "periodic"
 # Every stage a staged (torch) run reports, in order; opaque backends report NETWORK_STAGE
 # in place of the four network stages.
 TORCH_NETWORK_STAGES = ("2D net", "depth net", "lift", "3D net")
@@ -71,7 +74,12 @@ class PipelineResult:
 
     @property
     def total_p50(self) -> float:
-        return float(sum(s.p50 for s in self.timed()))
+        """Every frame's stages; periodic ones (markers) excluded."""
+        return float(sum(s.p50 for s in self.timed() if s.kind != PERIODIC))
+
+    @property
+    def periodic_p50(self) -> float:
+        return float(sum(s.p50 for s in self.timed() if s.kind == PERIODIC))
 
     @property
     def network_p50(self) -> float:
@@ -246,11 +254,13 @@ def build_stages(engine: StereoInference, frame: StereoFrame, lift: Any, staged_
             st["msgs"] = {"voxels": point_cloud2(cloud, st["header"]), "label_grid": label_grid(pred.labels),
                           "occupancy": occupancy_grid(bev, st["header"])}
 
-    def markers(st: dict[str, Any]) -> None:  # at most marker_max_rate_hz in the node
+    def markers(st: dict[str, Any]) -> None:  # at most marker_max_rate_hz in the node: build + publish
         from ..node.messages import marker_array
 
         groups = marker_groups(st["voxels"], classes, max_voxels=params.marker_max_voxels)
-        st["msgs"]["voxel_markers"] = marker_array(groups, st["header"], cfg.grid.voxel_size)
+        msg = marker_array(groups, st["header"], cfg.grid.voxel_size)
+        if publisher is not None:
+            publisher.publish("voxel_markers", msg)
 
     def publish(st: dict[str, Any]) -> None:
         for name, msg in st["msgs"].items():
@@ -263,7 +273,7 @@ def build_stages(engine: StereoInference, frame: StereoFrame, lift: Any, staged_
         stages.append(Stage(NETWORK_STAGE, NETWORK, network))
     stages += [Stage("postprocess", HOST, postprocess), Stage("message build", HOST, message_build)]
     if ros_reason is None:
-        stages.append(Stage("markers", HOST, markers))
+        stages.append(Stage("markers", PERIODIC, markers, settle=publisher.drain if publisher is not None else None))
     if publisher is not None:
         stages.append(Stage("publish", HOST, publish, settle=publisher.drain))
     return stages

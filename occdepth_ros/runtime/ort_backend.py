@@ -73,14 +73,18 @@ class OrtBackend:
         if names != list(INPUT_NAMES):
             raise BackendError(f"{self.path}: graph inputs {names}, expected {list(INPUT_NAMES)}")
         self.providers = self.session.get_providers()
+        self._lift: LiftTensors | None = None  # the lookups the cached feeds were made from
+        self._lift_feeds: dict[str, np.ndarray] = {}
 
     def forward(self, images: torch.Tensor, lift: LiftTensors) -> torch.Tensor:
-        feeds = {
-            INPUT_NAMES[0]: _numpy(images, np.float32),
-            INPUT_NAMES[1]: _numpy(lift.pixel_index, np.int32),
-            INPUT_NAMES[2]: _numpy(lift.depth_coords, np.float32),
-            INPUT_NAMES[3]: _numpy(lift.pixel_size, np.float32),
-        }
+        if lift is not self._lift:  # lookups change with the calibration only: convert once
+            self._lift_feeds = {
+                INPUT_NAMES[1]: _numpy(lift.pixel_index, np.int32),
+                INPUT_NAMES[2]: _numpy(lift.depth_coords, np.float32),
+                INPUT_NAMES[3]: _numpy(lift.pixel_size, np.float32),
+            }
+            self._lift = lift
+        feeds = {INPUT_NAMES[0]: _numpy(images, np.float32), **self._lift_feeds}
         (logits,) = self.session.run([OUTPUT_SSC_LOGIT], feeds)
         return torch.from_numpy(logits)
 

@@ -35,7 +35,6 @@ class StereoInference:
             torch.set_num_threads(threads)
         self.backend: Backend = TorchBackend(model, device) if isinstance(model, OccDepth) else model
         self.cfg = self.backend.cfg
-        self.device = torch.device("cpu")  # lookups and inputs are handed over on the host
         self._calib_key: bytes | None = None
         self._lookup: LiftLookup | None = None
         self._lift: LiftTensors | None = None
@@ -57,7 +56,7 @@ class StereoInference:
         if not lookup.seen.any():
             raise CalibrationError("no voxel of the grid is visible from any camera; check T_grid_to_ref")
         self._calib_key, self._lookup, self._fit = key, lookup, fit
-        self._lift = lookup.to_torch(self.device)
+        self._lift = lookup.to_torch()  # on the host; backends move what they need
         return lookup
 
     @property
@@ -76,9 +75,9 @@ class StereoInference:
         cfg = self.cfg
         n = int(np.prod(cfg.grid.feature_dims))
         lift = LiftTensors(
-            torch.zeros(1, cfg.n_views, len(cfg.sfa_scales), n, dtype=torch.int64, device=self.device),
-            torch.zeros(1, cfg.n_views, n, 3, device=self.device),
-            torch.ones(1, cfg.n_views, 1, device=self.device),
+            torch.zeros(1, cfg.n_views, len(cfg.sfa_scales), n, dtype=torch.int64),
+            torch.zeros(1, cfg.n_views, n, 3),
+            torch.ones(1, cfg.n_views, 1),
         )
         start = time.perf_counter()
         self.backend.forward(torch.zeros(1, cfg.n_views, 3, cfg.image.height, cfg.image.width), lift)
@@ -103,7 +102,7 @@ class StereoInference:
                 f"images are {images[0].shape[1]}x{images[0].shape[0]} but the calibration is for {w}x{h}"
             )
         batch = torch.stack([to_network_input(img, self._fit, self.cfg.image) for img in images])
-        return batch.unsqueeze(0).to(self.device)
+        return batch.unsqueeze(0)
 
     def logits(self, images: list[np.ndarray]) -> torch.Tensor:
         """Semantic logits (1, classes, X, Y, Z) from the backend."""

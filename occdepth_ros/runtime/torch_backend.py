@@ -15,11 +15,13 @@ class TorchBackend:
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
         self.cfg = model.cfg
+        self._lift: tuple[LiftTensors, LiftTensors] | None = None  # (host lookups, on the device)
 
     @torch.inference_mode()
     def forward(self, images: torch.Tensor, lift: LiftTensors) -> torch.Tensor:
-        lift = LiftTensors(*(t.to(self.device) for t in lift))
-        return self.model(images.to(self.device), lift)["ssc_logit"].float().cpu()
+        if self._lift is None or self._lift[0] is not lift:  # copy once per calibration
+            self._lift = (lift, LiftTensors(*(t.to(self.device) for t in lift)))
+        return self.model(images.to(self.device), self._lift[1])["ssc_logit"].float().cpu()
 
     def describe(self) -> str:
         return f"torch {torch.__version__} on {self.device} ({torch.get_num_threads()} threads)"

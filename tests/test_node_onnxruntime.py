@@ -15,13 +15,18 @@ from occdepth_ros.geometry.calib import load_calibration_file
 from occdepth_ros.inference import StereoInference
 from occdepth_ros.resources import CACHE_ENV, default_model_path
 from occdepth_ros.runtime.ort_backend import OrtBackend
-from test_node_ros import Harness, image_msg, sequence  # noqa: F401 - the sequence fixture
+from node_harness import Harness, image_msg, small_sequence
 
-DOMAIN_ID = 59
+DOMAIN_ID = 59  # test_node_ros uses 57 and 58
 
 
 @pytest.fixture(scope="module")
-def ort_harness(sequence, tmp_path_factory):  # noqa: F811
+def sequence(tmp_path_factory):
+    return small_sequence(tmp_path_factory.mktemp("synth"))
+
+
+@pytest.fixture(scope="module")
+def ort_harness(sequence, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(CACHE_ENV, str(cache))
@@ -34,7 +39,7 @@ def ort_harness(sequence, tmp_path_factory):  # noqa: F811
         h.close()
 
 
-def test_node_runs_the_exported_default_model_with_torch_labels(ort_harness, sequence) -> None:  # noqa: F811
+def test_node_runs_the_exported_default_model_with_torch_labels(ort_harness, sequence) -> None:
     harness, cache = ort_harness
     assert isinstance(harness.node.processor.engine.backend, OrtBackend)
     assert len(list((cache / "onnx").glob("*.onnx"))) == 1  # exported once, into the cache

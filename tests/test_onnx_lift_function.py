@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 
 from occdepth_export.onnx_function import build_function
 from occdepth_export.spec import ONNX_IR_VERSION, ONNX_OPSET, OP_DOMAIN, OP_NAME, OP_VERSION
-from test_svs_native import CASES, GATE_SCALE, make_case, run_reference
+from lift_cases import CASES, GATE_SCALE, make_case, run_reference
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in requirements.txt; missing means setup is broken")
 

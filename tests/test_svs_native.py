@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from occdepth_ros.ops import stereo_voxel_sample
 from occdepth_ros.ops.native_lift import SvsParams, header_constant
+from lift_cases import CASES, GATE_SCALE, make_case, run_reference
 
 PLUGIN = Path(__file__).resolve().parents[1] / "export" / "plugin"
 INCLUDE = PLUGIN / "include"
@@ -28,7 +27,6 @@ HEADER = INCLUDE / "occdepth" / "stereo_voxel_sample.h"
 API_HEADER = INCLUDE / "occdepth" / "svs_api.h"
 CUDA_ARCHS = ["87", "86", "89", "90"]  # Orin, Ampere desktop, Ada, Hopper
 BUILD_TIMEOUT_S = 900
-GATE_SCALE = 100.0
 MAX_SCALES = header_constant(HEADER, "kSvsMaxScales")
 MAX_VIEWS = header_constant(HEADER, "kSvsMaxViews")
 STATUS = {name: header_constant(HEADER, name) for name in
@@ -93,67 +91,6 @@ def run_native(lib, features, index, depth_prob=None, coords=None, entry=ENTRY_P
     return out
 
 
-def feature_sizes(height: int, width: int, scales: int) -> list[tuple[int, int]]:
-    """Stride 2**s maps: the image halved s times with ceil, as in the network."""
-    return [(-(-height // 2**s), -(-width // 2**s)) for s in range(scales)]
-
-
-def make_case(rng, B, V, S, C, zero_view0=False, grid=(3, 4, 5), image=(9, 13), D=6, hd=4, wd=5,
-              p_unseen=0.3):
-    """Random inputs plus every edge case of the contract at fixed voxels."""
-    N = int(np.prod(grid))
-    sizes = feature_sizes(*image, S)
-    features = [rng.standard_normal((B, V, C, h, w)).astype(np.float32) for h, w in sizes]
-    # One full-resolution pixel per (view, voxel), divided by the stride at each scale.
-    u = rng.integers(0, image[1], size=(B, V, N))
-    v = rng.integers(0, image[0], size=(B, V, N))
-    seen = rng.random((B, V, N)) > p_unseen
-    seen[:, :, 0] = False  # seen by no view
-    seen[:, :, 1], seen[:, 0, 1] = False, True  # seen by the first view only
-    seen[:, :, 2], seen[:, -1, 2] = False, True  # seen by the last view only
-    seen[:, :, 3] = True  # seen by all
-    index = np.empty((B, V, S, N), dtype=np.int32)
-    for s, (_, w) in enumerate(sizes):
-        index[:, :, s] = np.where(seen, (v // 2**s) * w + u // 2**s, -1)
-    if zero_view0:
-        for feat in features:
-            feat[:, 0] = 0.0  # |f| = 0: the clamped norm keeps cos finite (= 0)
-    else:
-        for s, feat in enumerate(features):  # one zero feature column where all views see it
-            feat[0, 0, :].reshape(C, -1)[:, index[0, 0, s, 3]] = 0.0
-    depth_prob = rng.random((B, V, D, hd, wd)).astype(np.float32)
-    depth_prob /= depth_prob.sum(2, keepdims=True)
-    coords = np.stack([rng.uniform(-2, size + 1, (B, V, N)) for size in (wd, hd, D)], -1).astype(np.float32)
-    coords[:, :, 4] = [0.0, 0.0, 0.0]  # exact first corner
-    coords[:, :, 5] = [wd - 1, hd - 1, D - 1]  # exact last corner
-    coords[:, :, 6] = [2.0, 1.0, 3.0]  # exact interior corner
-    coords[:, :, 7] = [-0.5, 1.25, D - 0.5]  # half outside in x and z: fractional weight
-    coords[:, 0, 8] = -2.0  # behind-camera sentinel in the first view only
-    coords[:, :, 9] = -2.0  # sentinel in every view: no coverage, occ = 0
-    coords[:, :, 10] = [1.5, 1.5, D + 0.5]  # beyond the last bin
-    return features, index, depth_prob, coords, grid
-
-
-def run_reference(features, index, grid, depth_prob=None, coords=None) -> np.ndarray:
-    t = torch.from_numpy
-    out = stereo_voxel_sample([t(f) for f in features], t(index.astype(np.int64)), grid,
-                              depth_prob=None if depth_prob is None else t(depth_prob),
-                              depth_coords=None if coords is None else t(coords), gate_scale=GATE_SCALE)
-    return out.reshape(out.shape[0], out.shape[1], -1).numpy()
-
-
-CASES = [  # (batch, views, scales, channels, with_depth, zero_view0)
-    (1, 1, 1, 1, True, False),
-    (2, 1, 4, 5, True, False),
-    (1, 1, 4, 3, False, False),
-    (2, 2, 1, 3, True, False),
-    (1, 2, 4, 32, True, False),
-    (2, 2, 4, 8, False, False),
-    (1, 2, 1, 5, True, True),
-    (2, 3, 4, 7, True, False),
-    (1, 3, 1, 4, True, True),
-    (1, 3, 4, 6, False, False),
-]
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)

@@ -14,23 +14,23 @@ import torch
 import yaml
 
 from occdepth_export.cli import main as export_main
+from occdepth_export.cli import random_images
 from occdepth_export.onnx_export import ExportError, export_onnx
 from occdepth_export.spec import (INPUT_NAMES, META_CONFIG, META_FORMAT, META_FORMAT_VALUE, OP_DOMAIN, OP_NAME,
                                   OP_VERSION, OUTPUT_SSC_LOGIT)
 from occdepth_ros.checkpoint.io import load_model
-from occdepth_ros.geometry.calib import load_calibration_file
+from occdepth_ros.geometry.calib import shipped_kitti_calibration
 from occdepth_ros.inference import StereoInference
 from occdepth_ros.model.config import config_from_dict, load_preset
 from occdepth_ros.model.occdepth import OccDepth
-from occdepth_ros.resources import config_path, default_model_path
+from occdepth_ros.resources import default_model_path
 from occdepth_ros.runtime.ort_backend import OrtBackend
 
-KITTI_SIZE = (376, 1241)
 
 
 @pytest.fixture(scope="module")
 def kitti_calibration():
-    return load_calibration_file(str(config_path("calib", "kitti_odometry_00-02.txt")), KITTI_SIZE)
+    return shipped_kitti_calibration()
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,7 @@ def default_export(cli_export) -> tuple[OccDepth, Path]:
 
 
 def stereo_pair(seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (*KITTI_SIZE, 3), dtype=np.uint8) for _ in range(2)]
+    return random_images(np.random.default_rng(seed), 2)
 
 
 def compare(model: OccDepth, onnx_path: Path, calibration, images) -> tuple[float, float]:

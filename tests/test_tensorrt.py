@@ -16,9 +16,10 @@ if not torch.cuda.is_available():
 from occdepth_export.build_engine import ensure_engine  # noqa: E402
 from occdepth_export.onnx_export import export_onnx  # noqa: E402
 from occdepth_ros.checkpoint.io import load_model  # noqa: E402
-from occdepth_ros.geometry.calib import load_calibration_file  # noqa: E402
+from occdepth_export.cli import random_images  # noqa: E402
+from occdepth_ros.geometry.calib import shipped_kitti_calibration  # noqa: E402
 from occdepth_ros.inference import StereoInference  # noqa: E402
-from occdepth_ros.resources import config_path, default_model_path  # noqa: E402
+from occdepth_ros.resources import default_model_path  # noqa: E402
 from occdepth_ros.runtime.ort_backend import OrtBackend  # noqa: E402
 from occdepth_ros.runtime.trt_backend import TrtBackend  # noqa: E402
 from occdepth_ros.runtime.trt_env import find_plugin_library  # noqa: E402
@@ -39,9 +40,8 @@ def test_engine_matches_onnxruntime(onnx_path, tmp_path, plugin, precision, min_
     cached = ensure_engine(onnx_path, precision, None if plugin == "auto" else plugin, tmp_path)
     again = ensure_engine(onnx_path, precision, None if plugin == "auto" else plugin, tmp_path)
     assert again.path == cached.path  # cache hit
-    calib = load_calibration_file(str(config_path("calib", "kitti_odometry_00-02.txt")), (376, 1241))
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (376, 1241, 3), dtype=np.uint8) for _ in range(2)]
+    calib = shipped_kitti_calibration()
+    images = random_images(np.random.default_rng(0), 2)
     out = []
     for backend in (OrtBackend(onnx_path), TrtBackend.from_engine(cached.path)):
         engine = StereoInference(backend)

@@ -18,17 +18,22 @@ from occdepth_ros.model.config import ConfigError
 from .onnx_export import ExportError, export_onnx
 
 
+def random_images(rng: np.random.Generator, n_views: int) -> list[np.ndarray]:
+    """Random uint8 RGB images of KITTI odometry 00-02's size (the checks' inputs)."""
+    from occdepth_ros.geometry.calib import KITTI_IMAGE_SIZE
+
+    return [rng.integers(0, 256, (*KITTI_IMAGE_SIZE, 3), dtype=np.uint8) for _ in range(n_views)]
+
+
 def compare_with_torch(model, onnx_path: Path, seed: int = 0, threads: int | None = None) -> dict[str, float]:
     """Eager torch vs ONNX Runtime on one random pair with the KITTI calibration:
     max |logit diff| / max |logit|, share of equal labels, and both run times."""
-    from occdepth_ros.geometry.calib import load_calibration_file
+    from occdepth_ros.geometry.calib import shipped_kitti_calibration
     from occdepth_ros.inference import StereoInference
-    from occdepth_ros.resources import config_path
     from occdepth_ros.runtime.ort_backend import OrtBackend
 
-    calib = load_calibration_file(str(config_path("calib", "kitti_odometry_00-02.txt")), (376, 1241))
-    rng = np.random.default_rng(seed)
-    images = [rng.integers(0, 256, (376, 1241, 3), dtype=np.uint8) for _ in range(model.cfg.n_views)]
+    calib = shipped_kitti_calibration()
+    images = random_images(np.random.default_rng(seed), model.cfg.n_views)
     out = {}
     logits = {}
     for name, engine in (("torch", StereoInference(model)), ("onnxruntime", StereoInference(OrtBackend(onnx_path, threads=threads)))):

@@ -145,8 +145,9 @@ def weights_sha256(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def export_onnx(model: OccDepth, path: str | Path, source: str = "") -> ExportResult:
-    """Trace ``model`` and write ``path``; raises ExportError with the reason."""
+def export_onnx(model: OccDepth, path: str | Path, source: str = "", weights_hash: str | None = None) -> ExportResult:
+    """Trace ``model`` and write ``path``; raises ExportError with the reason.
+    ``weights_hash``: :func:`weights_sha256` of ``model`` when the caller has it."""
     cfg = model.cfg
     if cfg.sfa_fusion != "cosine":
         raise ExportError(f"{cfg.name}: sfa_fusion '{cfg.sfa_fusion}' is an ablation; only cosine (Stereo-SFA) "
@@ -169,7 +170,7 @@ def export_onnx(model: OccDepth, path: str | Path, source: str = "") -> ExportRe
     if len(lift_nodes) != 1:
         raise ExportError(f"expected one {spec.OP_DOMAIN}::{spec.OP_NAME} node, the graph has {len(lift_nodes)}")
     _type_lift_output(proto, lift_nodes[0], model)
-    proto = finalize(proto, model, source)
+    proto = finalize(proto, model, source, weights_hash or weights_sha256(model))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -189,7 +190,7 @@ def _type_lift_output(proto: onnx.ModelProto, node: onnx.NodeProto, model: OccDe
         out, onnx.TensorProto.FLOAT, [1, cfg.feature, *cfg.grid.feature_dims]))
 
 
-def finalize(proto: onnx.ModelProto, model: OccDepth, source: str) -> onnx.ModelProto:
+def finalize(proto: onnx.ModelProto, model: OccDepth, source: str, weights_hash: str) -> onnx.ModelProto:
     """Attach the model-local function, the opset import, metadata; check in full."""
     cfg = model.cfg
     del proto.functions[:]  # the exporter's own (none expected); ours is the only one
@@ -201,7 +202,7 @@ def finalize(proto: onnx.ModelProto, model: OccDepth, source: str) -> onnx.Model
         spec.META_FORMAT: spec.META_FORMAT_VALUE,
         spec.META_CONFIG: cfg.to_yaml(),
         spec.META_SOURCE: source,
-        spec.META_WEIGHTS_SHA256: weights_sha256(model),
+        spec.META_WEIGHTS_SHA256: weights_hash,
     }
     del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, meta)

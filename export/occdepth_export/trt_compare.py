@@ -10,13 +10,14 @@ import numpy as np
 
 
 def compare_engine_with_ort(engine_path: Path, onnx_path: Path, frames: int = 5, device: str = "cuda:0") -> str:
-    from occdepth_ros.geometry.calib import load_calibration_file
+    from occdepth_ros.geometry.calib import shipped_kitti_calibration
     from occdepth_ros.inference import StereoInference
-    from occdepth_ros.resources import config_path
     from occdepth_ros.runtime.ort_backend import OrtBackend
     from occdepth_ros.runtime.trt_backend import TrtBackend
 
-    calib = load_calibration_file(str(config_path("calib", "kitti_odometry_00-02.txt")), (376, 1241))
+    from .cli import random_images
+
+    calib = shipped_kitti_calibration()
     engines = {"onnxruntime": StereoInference(OrtBackend(onnx_path)),
                "tensorrt": StereoInference(TrtBackend.from_engine(engine_path, device=device))}
     rng = np.random.default_rng(0)
@@ -26,7 +27,7 @@ def compare_engine_with_ort(engine_path: Path, onnx_path: Path, frames: int = 5,
         e.set_calibration(calib)
         e.warm_up()
     for _ in range(frames):
-        images = [rng.integers(0, 256, (376, 1241, 3), dtype=np.uint8) for _ in range(2)]
+        images = random_images(rng, engines["onnxruntime"].cfg.n_views)
         out = {}
         for name, e in engines.items():
             start = time.perf_counter()

@@ -14,14 +14,11 @@ import numpy as np
 
 from ..data.images import read_rgb
 from ..data.kitti_odometry import KittiSequence
-from ..geometry.calib import StereoCalibration, kitti_calibration, read_kitti_calib, rig_from_projections
+from ..geometry.calib import StereoCalibration, kitti_calibration, rig_from_projections
 from ..geometry.image_fit import ImageFit
 from ..geometry.lookups import LiftLookup, build_lift_lookup
 from ..model.config import ModelConfig
-from ..resources import config_path
 
-KITTI_CALIB = ("calib", "kitti_odometry_00-02.txt")
-KITTI_RAW_HW = (376, 1241)  # image size of KITTI odometry sequences 00-02
 SYNTH_SEQUENCE = "00"
 SYNTH_SEED = 7
 RGB8_BYTES = 3
@@ -75,11 +72,6 @@ def synthetic_frame(folder: Path) -> StereoFrame:
     frame = kitti_frame(folder, SYNTH_SEQUENCE, 0)
     return StereoFrame(frame.left, frame.right, frame.calibration,
                        f"synthetic street (occdepth-synth seed {SYNTH_SEED}), {frame.left.shape[1]}x{frame.left.shape[0]}")
-
-
-def kitti_calibration_file() -> StereoCalibration:
-    """KITTI odometry 00-02 (config/calib) at its raw image size."""
-    return kitti_calibration(read_kitti_calib(config_path(*KITTI_CALIB)), KITTI_RAW_HW)
 
 
 def lookup_for(cfg: ModelConfig, calib: StereoCalibration) -> LiftLookup:

@@ -14,7 +14,8 @@ from ..geometry.lookups import feature_size
 from ..model.config import GridConfig, load_preset
 from ..node.voxel_outputs import bev_occupancy, marker_groups, occupied_lut, occupied_voxels, voxel_cloud
 from ..ops import lift
-from .frames import kitti_calibration_file, lookup_for
+from ..geometry.calib import shipped_kitti_calibration
+from .frames import lookup_for
 from .measure import Stat, measure
 
 MESSAGE_KINDS = ("PointCloud2", "MarkerArray", "OccupancyGrid")
@@ -47,7 +48,7 @@ def lift_inputs(preset: str, seed: int = 0) -> tuple[Any, list[torch.Tensor], An
     """Random features and depth probabilities of the preset's shapes, and the real
     lookups of the KITTI odometry calibration fitted to its input size."""
     cfg = load_preset(preset)
-    lookups = lookup_for(cfg, kitti_calibration_file()).to_torch()
+    lookups = lookup_for(cfg, shipped_kitti_calibration()).to_torch()
     g = torch.Generator().manual_seed(seed)
     hw = (cfg.image.height, cfg.image.width)
     feats = [torch.randn(1, cfg.n_views, cfg.feature, *feature_size(hw, s), generator=g) for s in cfg.sfa_scales]

@@ -272,3 +272,15 @@ def load_calibration_file(path: str | Path, image_size: tuple[int, int]) -> Ster
 
         return stereo_calibration_from_yaml(yaml.safe_load(path.read_text()), image_size, str(path))
     return kitti_calibration(read_kitti_calib(path), image_size)
+
+
+SHIPPED_KITTI_CALIB = "kitti_odometry_00-02.txt"  # in config/calib/
+KITTI_IMAGE_SIZE = (376, 1241)  # (h, w) of KITTI odometry sequences 00-02
+
+
+def shipped_kitti_calibration() -> StereoCalibration:
+    """The shipped KITTI odometry 00-02 calibration for its 1241x376 images (checks,
+    benchmarks and the node's default)."""
+    from ..resources import config_path
+
+    return load_calibration_file(config_path("calib", SHIPPED_KITTI_CALIB), KITTI_IMAGE_SIZE)

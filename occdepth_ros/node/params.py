@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..geometry.calib import GRID_TO_OPTICAL, CalibrationError, as_rigid
+from ..geometry.calib import GRID_TO_OPTICAL, SHIPPED_KITTI_CALIB, CalibrationError, as_rigid
 from ..model.config import preset_names
 from ..runtime.factory import BACKENDS, PRECISIONS
 from .stereo_sync import IMAGE_STREAMS, STEREO_STREAMS, seconds_to_ns
@@ -22,7 +22,7 @@ INPUT_QOS_CHOICES = ("SENSOR_DATA", "SYSTEM_DEFAULT", "DEFAULT")
 RIGID_SIZES = (12, 16)  # grid_to_camera: 3x4 or 4x4, row-major
 MIN_STATS_WINDOW = 2
 PATH_PARAMS = ("calib_file", "checkpoint")
-KITTI_CALIB = "config/calib/kitti_odometry_00-02.txt"  # relative: resolved against the share dir
+KITTI_CALIB = f"config/calib/{SHIPPED_KITTI_CALIB}"  # relative: resolved against the share dir
 
 
 @dataclass

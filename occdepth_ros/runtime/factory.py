@@ -32,13 +32,12 @@ def cached_onnx(model: OccDepth, source: str, cache: Path | None = None) -> Path
     from occdepth_export import spec
     from occdepth_export.onnx_export import export_onnx, weights_sha256
 
-    key = hashlib.sha256(
-        "\n".join([spec.META_FORMAT_VALUE, model.cfg.to_yaml(), weights_sha256(model)]).encode()
-    ).hexdigest()[:16]
+    weights_hash = weights_sha256(model)
+    key = hashlib.sha256("\n".join([spec.META_FORMAT_VALUE, model.cfg.to_yaml(), weights_hash]).encode()).hexdigest()[:16]
     path = (cache or cache_dir("onnx")) / f"{model.cfg.name}-{key}{ONNX_SUFFIX}"
     if not path.is_file():
         log.warning("exporting %s to %s (once per model; tens of seconds)", source, path)
-        export_onnx(model, path, source=source)
+        export_onnx(model, path, source=source, weights_hash=weights_hash)
     return path
 
 

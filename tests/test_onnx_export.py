@@ -55,10 +55,10 @@ def stereo_pair(seed: int) -> list[np.ndarray]:
     return random_images(np.random.default_rng(seed), 2)
 
 
-def compare(model: OccDepth, onnx_path: Path, calibration, images) -> tuple[float, float]:
+def compare(model: OccDepth, onnx_path: Path, calibration, images, cpu_rewrites: bool = True) -> tuple[float, float]:
     """(max |logit diff| / max |logit|, share of equal labels) torch vs ONNX Runtime."""
     out = []
-    for engine in (StereoInference(model), StereoInference(OrtBackend(onnx_path))):
+    for engine in (StereoInference(model), StereoInference(OrtBackend(onnx_path, cpu_rewrites=cpu_rewrites))):
         engine.set_calibration(calibration)
         out.append(engine.logits(images))
     ref, got = out
@@ -93,11 +93,28 @@ def test_graph_structure(default_export) -> None:
     assert config_from_dict(yaml.safe_load(meta[META_CONFIG]), "meta") == cfg
 
 
-def test_default_model_onnxruntime_matches_torch(default_export, kitti_calibration) -> None:
+@pytest.mark.parametrize("cpu_rewrites", [True, False])
+def test_default_model_onnxruntime_matches_torch(default_export, kitti_calibration, cpu_rewrites) -> None:
     model, path = default_export
     for seed in (0, 1):
-        rel, agree = compare(model, path, kitti_calibration, stereo_pair(seed))
+        rel, agree = compare(model, path, kitti_calibration, stereo_pair(seed), cpu_rewrites)
         assert rel < 1e-4 and agree >= 0.9999, (rel, agree)
+
+
+def test_cpu_rewrites_apply_in_memory_only(default_export) -> None:
+    """The CPU provider gets the permuted 3D layout and the sigmoid; the file on disk is
+    untouched (TensorRT and the GPU providers read it as exported)."""
+    _, path = default_export
+    before = path.read_bytes()
+    rewritten, plain = OrtBackend(path), OrtBackend(path, cpu_rewrites=False)
+    assert plain.rewrites is None and "rewrites" not in plain.describe()
+    report = rewritten.rewrites
+    n_conv3d = sum(1 for n in onnx.load(str(path)).graph.node if n.op_type in ("Conv", "ConvTranspose")
+                   and len(n.input) > 1 and n.input[1].startswith("model.net_3d_decoder"))
+    assert report is not None and report.convs_permuted == n_conv3d > 0
+    assert report.softmax2_replaced == 1  # the cascade head's occupancy softmax
+    assert report.spatial_order == (2, 0, 1)
+    assert path.read_bytes() == before
 
 
 def test_one_file_serves_another_calibration(default_export, kitti_calibration) -> None:

@@ -1,8 +1,10 @@
-"""ONNX Runtime: runs an exported file as is (ORT inlines the lift's model-local
-function). CPU here; the CUDA or TensorRT execution providers where installed."""
+"""ONNX Runtime: runs an exported file (ORT inlines the lift's model-local function).
+CPU here, with exact layout rewrites for ORT's CPU kernels (ort_cpu_graph); the CUDA or
+TensorRT execution providers where installed, on the graph as exported."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,10 @@ import yaml
 from ..geometry.lookups import LiftTensors
 from ..model.config import ConfigError, ModelConfig, config_from_dict
 from .base import BackendError
+from .ort_cpu_graph import RewriteReport, optimize_for_cpu
 from occdepth_export.spec import INPUT_NAMES, META_CONFIG, META_FORMAT, META_FORMAT_VALUE, OUTPUT_SSC_LOGIT
+
+log = logging.getLogger(__name__)
 
 # Preference order when the caller asks for "auto".
 PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -44,7 +49,10 @@ def config_from_text(path: str | Path, metadata: dict[str, str]) -> ModelConfig:
 class OrtBackend:
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, providers: str | list[str] = "auto", threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, providers: str | list[str] = "auto", threads: int | None = None,
+                 cpu_rewrites: bool = True) -> None:
+        """``cpu_rewrites``: apply ort_cpu_graph's rewrites when the CPU provider runs the
+        whole graph (no GPU provider chosen)."""
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -64,8 +72,12 @@ class OrtBackend:
             missing = [p for p in chosen if p not in available]
             if missing:
                 raise BackendError(f"ONNX Runtime providers {missing} not available here; available: {available}")
+        self.rewrites: RewriteReport | None = None
+        model_source: str | bytes = str(self.path)
+        if cpu_rewrites and chosen == ["CPUExecutionProvider"]:
+            model_source, self.rewrites = _rewritten_for_cpu(self.path)
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
+            self.session = ort.InferenceSession(model_source, options, providers=chosen)
         except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
             raise BackendError(f"{self.path}: ONNX Runtime cannot load it: {exc}") from exc
         self.cfg = config_from_text(self.path, self.session.get_modelmeta().custom_metadata_map)
@@ -91,7 +103,25 @@ class OrtBackend:
     def describe(self) -> str:
         import onnxruntime as ort
 
-        return f"onnxruntime {ort.__version__} ({', '.join(self.providers)}) {self.path.name}"
+        rewrites = f"; {self.rewrites.describe()}" if self.rewrites else ""
+        return f"onnxruntime {ort.__version__} ({', '.join(self.providers)}) {self.path.name}{rewrites}"
+
+
+def _rewritten_for_cpu(path: Path) -> tuple[str | bytes, RewriteReport | None]:
+    """The file's graph with the CPU rewrites, serialized for InferenceSession."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # DecodeError and friends for a corrupt file
+        raise BackendError(f"{path}: not a readable ONNX file ({exc})") from exc
+    cfg = config_from_text(path, {p.key: p.value for p in model.metadata_props})
+    try:
+        report = optimize_for_cpu(model, cfg.grid.dims)
+    except Exception as exc:  # noqa: BLE001 - an optimisation must not stop the backend
+        log.warning("%s: CPU graph rewrites failed (%s); running the graph as exported", path, exc)
+        return str(path), None
+    return model.SerializeToString(), report
 
 
 def _numpy(t: torch.Tensor, dtype) -> np.ndarray:

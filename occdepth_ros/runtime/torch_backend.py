@@ -6,6 +6,7 @@ import torch
 
 from ..geometry.lookups import LiftTensors
 from ..model.occdepth import OccDepth
+from . import host_memory
 
 
 class TorchBackend:
@@ -13,6 +14,8 @@ class TorchBackend:
 
     def __init__(self, model: OccDepth, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
+        if self.device.type == "cpu":  # no fresh pages for every frame's volumes
+            host_memory.keep_freed_memory()
         self.model = model.eval().to(self.device)
         self.cfg = model.cfg
         self._lift: tuple[LiftTensors, LiftTensors] | None = None  # (host lookups, on the device)
@@ -24,4 +27,5 @@ class TorchBackend:
         return self.model(images.to(self.device), self._lift[1])["ssc_logit"].float().cpu()
 
     def describe(self) -> str:
-        return f"torch {torch.__version__} on {self.device} ({torch.get_num_threads()} threads)"
+        allocator = f"; {host_memory.describe()}" if self.device.type == "cpu" else ""
+        return f"torch {torch.__version__} on {self.device} ({torch.get_num_threads()} threads){allocator}"

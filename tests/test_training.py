@@ -90,3 +90,30 @@ def test_resume_restores_progress_and_optimizer(data_root, tmp_path) -> None:
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k]["exp_avg"], b[k]["exp_avg"])
+
+
+def _cli_run(data_root, out, seed: int) -> dict[str, torch.Tensor]:
+    from occdepth_ros.checkpoint import load_checkpoint
+    from occdepth_ros.cli.train import main as train_main
+
+    config = out.parent / f"{out.name}.yaml"
+    config.write_text(tiny_config().to_yaml())
+    assert train_main(["--data", str(data_root), "--train", "00", "--config", str(config), "--epochs", "1",
+                       "--max-steps", "1", "--no-augment", "--threads", "1", "--seed", str(seed),
+                       "--out", str(out)]) == 0
+    state, _, _ = load_checkpoint(out / "last.safetensors")
+    return state
+
+
+def test_cli_run_is_seeded_from_the_model_init(data_root, tmp_path) -> None:
+    """Same command and seed, same weights after a step (the random init included); another
+    seed, other weights. The init used to come from an unseeded generator."""
+    torch.manual_seed(12345)  # what the test process did before must not matter
+    a = _cli_run(data_root, tmp_path / "a", seed=7)
+    torch.manual_seed(999)
+    b = _cli_run(data_root, tmp_path / "b", seed=7)
+    c = _cli_run(data_root, tmp_path / "c", seed=8)
+    assert a.keys() == b.keys() == c.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    assert any(not torch.allclose(a[k].float(), c[k].float()) for k in a if a[k].is_floating_point())

@@ -11,6 +11,8 @@ import argparse
 import dataclasses
 import sys
 
+import torch
+
 from ..checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from ..model.config import ConfigError, load_config, load_preset
 from ..train.losses import LossConfig
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         resume_weights = f"{args.out}/last.safetensors" if args.resume else None
         init = resume_weights or args.init
+        torch.manual_seed(args.seed)  # before the model exists: its random init is part of the run
         model = load_model(init, config=cfg) if init else load_model(None, config=cfg)
         trainer = Trainer(model, train_cfg, LossConfig())
         if args.resume and not trainer.resume():

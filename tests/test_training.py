@@ -117,3 +117,17 @@ def test_cli_run_is_seeded_from_the_model_init(data_root, tmp_path) -> None:
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
     assert any(not torch.allclose(a[k].float(), c[k].float()) for k in a if a[k].is_floating_point())
+
+
+def test_mean_fusion_ablation_starts_from_the_defaults_weights() -> None:
+    """The fusion has no parameters, so with one seed the ablation's initial weights are
+    the default's: the pair differs in the fusion alone (the model card relies on it)."""
+    from occdepth_ros.checkpoint import load_model
+
+    cfg = tiny_config()
+    torch.manual_seed(42)
+    sfa = load_model(None, config=cfg).state_dict()
+    torch.manual_seed(42)
+    mean = load_model(None, config=dataclasses.replace(cfg, sfa_fusion="mean")).state_dict()
+    assert sfa.keys() == mean.keys()
+    assert all(torch.equal(sfa[k], mean[k]) for k in sfa)

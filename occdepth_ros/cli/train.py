@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         resume_weights = f"{args.out}/last.safetensors" if args.resume else None
         init = resume_weights or args.init
         torch.manual_seed(args.seed)  # before the model exists: its random init is part of the run
-        model = load_model(init, config=cfg) if init else load_model(None, config=cfg)
+        model = load_model(init, config=cfg)  # init None: random weights
         trainer = Trainer(model, train_cfg, LossConfig())
         if args.resume and not trainer.resume():
             print(f"error: nothing to resume in {args.out}", file=sys.stderr)

@@ -61,6 +61,9 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.dataset = SSCDataset(cfg.data_root, cfg.train_sequences, model.cfg, self.class_set,
                                   Augment() if cfg.augment else None, cfg.frustum_size, seed=cfg.seed)
+        # The shuffle order of every epoch comes from this one generator, so a resumed run must
+        # restore its state to visit the frames in the order the uninterrupted run would have.
+        self.loader_rng = torch.Generator().manual_seed(cfg.seed)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.milestones(), cfg.gamma)
         self.epoch, self.step = 0, 0
@@ -75,7 +78,8 @@ class Trainer:
             torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                         "epoch": self.epoch, "step": self.step, "best_miou": self.best_miou,
                         "history": self.history, "torch_rng": torch.get_rng_state(),
-                        "numpy_rng": self.dataset.rng.bit_generator.state}, self.out / "last_state.pt")
+                        "numpy_rng": self.dataset.rng.bit_generator.state,
+                        "loader_rng": self.loader_rng.get_state()}, self.out / "last_state.pt")
 
     def resume(self) -> bool:
         """Continue from out_dir/last.* if present; the weights are loaded by the caller."""
@@ -83,12 +87,15 @@ class Trainer:
         if not state_path.is_file():
             return False
         state = load_torch_zip(state_path)
+        if "loader_rng" not in state:
+            raise ValueError(f"{state_path} predates the saved shuffle order; it cannot be resumed exactly")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.best_miou, self.history = float(state["best_miou"]), list(state["history"])
         torch.set_rng_state(state["torch_rng"])
         self.dataset.rng.bit_generator.state = state["numpy_rng"]
+        self.loader_rng.set_state(state["loader_rng"])
         return True
 
     # -- loop -----------------------------------------------------------------
@@ -107,13 +114,14 @@ class Trainer:
         start = time.monotonic()
         loader = torch.utils.data.DataLoader(self.dataset, batch_size=cfg.batch_size, shuffle=True,
                                              collate_fn=collate, num_workers=0,
-                                             generator=torch.Generator().manual_seed(cfg.seed + self.epoch))
+                                             generator=self.loader_rng)
         stop = False
         while self.epoch < cfg.epochs and not stop:
             self.model.train()
             sums: dict[str, float] = {}
             bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="step")
-            for batch in bar:
+            n_steps = 0
+            for n_steps, batch in enumerate(bar, start=1):
                 out = self.model(batch["images"], batch["lift"])
                 losses = compute_losses(out, batch, self.model.cfg, self.class_set, self.loss_cfg)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -127,11 +135,14 @@ class Trainer:
                 over_time = cfg.time_budget_min is not None and time.monotonic() - start > cfg.time_budget_min * 60
                 if (cfg.max_steps is not None and self.step >= cfg.max_steps) or over_time:
                     stop = True
-                    break
+                    # At an epoch's last batch, let the loader run out as it does in an uninterrupted
+                    # run: running out draws from the shuffle generator, and resume relies on its state.
+                    if n_steps < len(loader):
+                        break
             self.epoch += 1
             self.scheduler.step()
             record = {"epoch": self.epoch, "step": self.step, "minutes": (time.monotonic() - start) / 60}
-            record.update({f"loss/{k}": v / max(1, bar.n) for k, v in sums.items()})
+            record.update({f"loss/{k}": v / max(1, n_steps) for k, v in sums.items()})
             result = self.validate()
             if result is not None:
                 record.update({"val/sc_iou": result.sc_iou, "val/miou": result.miou})

@@ -101,10 +101,19 @@ def lid_bin_index(depth: np.ndarray, d_min: float, d_max: float, n_bins: int) ->
         return -0.5 + 0.5 * np.sqrt(1.0 + 8.0 * (depth - d_min) / bin_size)
 
 
+def uniform_bin_coord(depth: np.ndarray, d_min: float, d_step: float) -> np.ndarray:
+    """Continuous channel coordinate of the depth loss's uniform bins (bin k's centre at
+    k, grid_sample's align_corners=False convention); NaN below d_min."""
+    with np.errstate(invalid="ignore"):
+        return np.where(depth >= d_min, (depth - d_min) / d_step - 0.5, np.nan)
+
+
 def depth_sampling_coords(rig: StereoRig, cfg: ModelConfig, flip: bool = False) -> np.ndarray:
     """(V, N, 3) continuous (x, y, z) indices into each view's depth-probability
     volume (bins, h8, w8), with grid_sample's align_corners=False convention and the
-    official normalisation by (size - 1) of the full image already applied."""
+    official normalisation by (size - 1) of the full image already applied. The bin
+    coordinate follows ``cfg.depth.sampler_bins`` (official: LID, with the same
+    (size - 1) normalisation)."""
     g, d = cfg.grid, cfg.depth
     centres = voxel_centres(g.origin, g.feature_dims, g.feature_voxel_size)
     homo = np.concatenate([centres, np.ones((len(centres), 1))], axis=1)
@@ -121,8 +130,11 @@ def depth_sampling_coords(rig: StereoRig, cfg: ModelConfig, flip: bool = False) 
             u, v = img[:, 0] / safe, img[:, 1] / safe
             if flip:  # official image-augmentation matrix: u' = W - u (sic, not W - 1 - u)
                 u = W - u
-            dbin = lid_bin_index(z, d.d_min, d.d_max, D)
-            coords = np.stack([u * w8 / (W - 1) - 0.5, v * h8 / (H - 1) - 0.5, dbin * D / (D - 1) - 0.5], axis=1)
+            if d.sampler_bins == "uniform":
+                zc = uniform_bin_coord(z, d.d_min, d.d_step)
+            else:
+                zc = lid_bin_index(z, d.d_min, d.d_max, D) * D / (D - 1) - 0.5
+            coords = np.stack([u * w8 / (W - 1) - 0.5, v * h8 / (H - 1) - 0.5, zc], axis=1)
         coords[~np.isfinite(coords).all(axis=1)] = OUTSIDE  # behind the camera / below d_min
         limits = np.array([w8, h8, D], dtype=np.float64) + 1.0
         coords = np.clip(coords, OUTSIDE, limits)  # results unchanged; keeps floor() in range

@@ -64,7 +64,12 @@ class DepthConfig:
     enabled: bool = True
     d_min: float = 2.0  # m
     d_max: float = 54.0  # m
-    d_step: float = 0.5  # m; bins = (d_max - d_min) / d_step, LID-spaced for sampling
+    d_step: float = 0.5  # m; bins = (d_max - d_min) / d_step, uniform in the depth loss
+    # How the frustum sampler reads the bins. "lid" is the released code's quirk: the loss
+    # trains uniform bins but the sampler indexes them as LID bins, so a voxel reads the
+    # channel of a farther depth (at 20 m, the one trained for ~32 m). Official weights need
+    # it. "uniform" reads the channels as the loss trains them (for models trained anew).
+    sampler_bins: str = "lid"
     mid_channels: int = 128
     feature_scale: int = 8  # the depth net runs on the 1/8 2D features
     gate_scale: float = 100.0  # x3d = sfa * occupancy * gate_scale
@@ -145,6 +150,8 @@ def validate(cfg: ModelConfig) -> None:
             raise ConfigError(f"depth range [{d.d_min}, {d.d_max}] step {d.d_step} is invalid")
         if d.feature_scale not in SUPPORTED_SCALES:
             raise ConfigError(f"depth.feature_scale must be one of {SUPPORTED_SCALES}")
+        if d.sampler_bins not in ("lid", "uniform"):
+            raise ConfigError(f"depth.sampler_bins must be 'lid' or 'uniform', got {d.sampler_bins!r}")
     if not cfg.backbone.startswith("tf_efficientnet_b") or not cfg.backbone.endswith("_ns"):
         raise ConfigError(f"backbone must be one of tf_efficientnet_b0_ns .. b7_ns, got {cfg.backbone!r}")
 

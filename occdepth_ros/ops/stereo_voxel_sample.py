@@ -17,7 +17,7 @@ import torch.nn.functional as F
 COS_EPS = 1e-8  # torch.cosine_similarity's eps, as in OccDepth's SFA
 
 
-def _gather_views(features: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def gather_views(features: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """features (B,V,C,h,w), index (B,V,N) -> sampled (B,V,C,N) zero where unseen, seen (B,V,N)."""
     b, v, c, h, w = features.shape
     seen = index >= 0
@@ -102,7 +102,7 @@ def stereo_voxel_sample(
         raise ValueError(f"pixel_index has {pixel_index.shape[-1]} voxels, grid {grid_dims} has {n}")
     volume = None
     for s, feat in enumerate(features):
-        fused = FUSIONS[fusion](*_gather_views(feat, pixel_index[:, :, s]))
+        fused = FUSIONS[fusion](*gather_views(feat, pixel_index[:, :, s]))
         volume = fused if volume is None else volume + fused
     if depth_prob is not None:
         if depth_coords is None:

@@ -120,6 +120,20 @@ def test_resumed_run_matches_the_uninterrupted_one(data_root, tmp_path) -> None:
     assert [r["loss/total"] for r in logs[1]] == pytest.approx([r["loss/total"] for r in logs[0]], rel=1e-6)
 
 
+def test_resumed_run_adds_to_the_logged_training_time(data_root, tmp_path) -> None:
+    from occdepth_ros.checkpoint.restricted_unpickler import load_torch_zip
+
+    out = tmp_path / "timed"
+    _train_cli(data_root, out, "--epochs", "2", "--max-steps", "2")
+    state = load_torch_zip(out / "last_state.pt")
+    state["history"][-1]["minutes"] = 100.0  # as if epoch 1 had taken 100 minutes
+    torch.save(state, out / "last_state.pt")
+    _train_cli(data_root, out, "--epochs", "2", "--resume")
+    history = json.loads((out / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert 100.0 < history[1]["minutes"] < 110.0
+
+
 def test_resume_refuses_a_state_without_the_shuffle_order(data_root, tmp_path) -> None:
     from occdepth_ros.checkpoint.restricted_unpickler import load_torch_zip
 

@@ -69,6 +69,7 @@ class Trainer:
         self.epoch, self.step = 0, 0
         self.history: list[dict] = []
         self.best_miou = -1.0
+        self.minutes_before = 0.0  # training time of the run before a resume
 
     # -- checkpoints ----------------------------------------------------------
     def save(self, name: str = "last") -> None:
@@ -93,6 +94,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.best_miou, self.history = float(state["best_miou"]), list(state["history"])
+        self.minutes_before = float(self.history[-1]["minutes"]) if self.history else 0.0
         torch.set_rng_state(state["torch_rng"])
         self.dataset.rng.bit_generator.state = state["numpy_rng"]
         self.loader_rng.set_state(state["loader_rng"])
@@ -141,7 +143,8 @@ class Trainer:
                         break
             self.epoch += 1
             self.scheduler.step()
-            record = {"epoch": self.epoch, "step": self.step, "minutes": (time.monotonic() - start) / 60}
+            minutes = self.minutes_before + (time.monotonic() - start) / 60
+            record = {"epoch": self.epoch, "step": self.step, "minutes": minutes}
             record.update({f"loss/{k}": v / max(1, n_steps) for k, v in sums.items()})
             result = self.validate()
             if result is not None:

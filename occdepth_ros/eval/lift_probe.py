@@ -4,7 +4,7 @@ Two signals reach the 3D network per voxel: Stereo-SFA's two-view cosine (per fe
 scale) and the OAD occupancy prior. Each is scored here as a detector of ground-truth
 occupancy on the feature grid: its mean on occupied and on empty voxels, and the ROC
 AUC (0.5 = no signal, below 0.5 = inverted). Used to explain the fusion ablation in
-docs/MODEL_CARD.md. Run: ``python -m occdepth_ros.eval.lift_probe --data D --sequence S``.
+docs/MODEL_CARD.md. Run: ``python -m occdepth_ros.eval.lift_probe --data D --sequences S``.
 """
 
 from __future__ import annotations

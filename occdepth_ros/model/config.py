@@ -67,7 +67,7 @@ class DepthConfig:
     d_step: float = 0.5  # m; bins = (d_max - d_min) / d_step, uniform in the depth loss
     # How the frustum sampler reads the bins. "lid" is the released code's quirk: the loss
     # trains uniform bins but the sampler indexes them as LID bins, so a voxel reads the
-    # channel of a farther depth (at 20 m, the one trained for ~32 m). Official weights need
+    # channel of a farther depth (at 20 m, the one trained for ~33 m). Official weights need
     # it. "uniform" reads the channels as the loss trains them (for models trained anew).
     sampler_bins: str = "lid"
     mid_channels: int = 128

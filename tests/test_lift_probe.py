@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from occdepth_ros.data.synth.cli import main as synth_main
 from occdepth_ros.eval.lift_probe import format_scores, probe_lift, roc_auc
 from occdepth_ros.model import OccDepth, load_preset
 
@@ -36,19 +35,11 @@ def test_roc_auc_extremes_and_errors() -> None:
         roc_auc(s, np.ones(10, bool))
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    assert synth_main(["--out", str(root), "--sequences", "00", "--frames", "2", "--seed", "5",
-                       "--voxel-every", "1", "--image-size", "96", "320"]) == 0
-    return root
-
-
-def test_probe_runs_on_generated_frames(data_root) -> None:
+def test_probe_runs_on_generated_frames(two_frame_synth) -> None:
     cfg = load_preset("compact")
     cfg = dataclasses.replace(cfg, image=dataclasses.replace(cfg.image, height=64, width=192))
     torch.manual_seed(0)
-    scores = probe_lift(OccDepth(cfg), str(data_root), ["00"])
+    scores = probe_lift(OccDepth(cfg), str(two_frame_synth), ["00"])
     assert [s.name for s in scores] == [f"SFA cosine, scale 1/{s}" for s in cfg.sfa_scales] + ["OAD prior"]
     for s in scores[:-1]:
         assert -1.0 <= s.empty_mean <= 1.0 and -1.0 <= s.occupied_mean <= 1.0

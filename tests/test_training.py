@@ -11,18 +11,14 @@ import pytest
 import torch
 
 from occdepth_ros.classes import load_class_set
-from occdepth_ros.data.synth.cli import main as synth_main
 from occdepth_ros.model import OccDepth, load_preset
 from occdepth_ros.train.dataset import Augment, SSCDataset, collate
 from occdepth_ros.train.trainer import TrainConfig, Trainer
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    assert synth_main(["--out", str(root), "--sequences", "00", "--frames", "2", "--seed", "5",
-                       "--voxel-every", "1", "--image-size", "96", "320"]) == 0
-    return root
+def data_root(two_frame_synth):
+    return two_frame_synth
 
 
 def tiny_config():

@@ -89,14 +89,15 @@ def test_resume_restores_progress_and_optimizer(data_root, tmp_path) -> None:
         torch.testing.assert_close(a[k]["exp_avg"], b[k]["exp_avg"])
 
 
-def _train_cli(data_root, out, *extra: str) -> dict[str, torch.Tensor]:
+def _train_cli(data_root, out, *extra: str, seed: int = 3) -> dict[str, torch.Tensor]:
+    """occdepth-train on the tiny config, one thread; the final weights."""
     from occdepth_ros.checkpoint import load_checkpoint
     from occdepth_ros.cli.train import main as train_main
 
     config = out.parent / f"{out.name}.yaml"
     config.write_text(tiny_config().to_yaml())
     assert train_main(["--data", str(data_root), "--train", "00", "--config", str(config), "--threads", "1",
-                       "--seed", "3", "--out", str(out), *extra]) == 0
+                       "--seed", str(seed), "--out", str(out), *extra]) == 0
     state, _, _ = load_checkpoint(out / "last.safetensors")
     return state
 
@@ -145,16 +146,7 @@ def test_resume_refuses_a_state_without_the_shuffle_order(data_root, tmp_path) -
 
 
 def _cli_run(data_root, out, seed: int) -> dict[str, torch.Tensor]:
-    from occdepth_ros.checkpoint import load_checkpoint
-    from occdepth_ros.cli.train import main as train_main
-
-    config = out.parent / f"{out.name}.yaml"
-    config.write_text(tiny_config().to_yaml())
-    assert train_main(["--data", str(data_root), "--train", "00", "--config", str(config), "--epochs", "1",
-                       "--max-steps", "1", "--no-augment", "--threads", "1", "--seed", str(seed),
-                       "--out", str(out)]) == 0
-    state, _, _ = load_checkpoint(out / "last.safetensors")
-    return state
+    return _train_cli(data_root, out, "--epochs", "1", "--max-steps", "1", "--no-augment", seed=seed)
 
 
 def test_cli_run_is_seeded_from_the_model_init(data_root, tmp_path) -> None:

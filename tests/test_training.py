@@ -131,6 +131,21 @@ def test_resumed_run_adds_to_the_logged_training_time(data_root, tmp_path) -> No
     assert 100.0 < history[1]["minutes"] < 110.0
 
 
+def test_resume_with_other_epochs_warns_about_the_kept_schedule(data_root, tmp_path, capsys) -> None:
+    out = tmp_path / "extend"
+    _train_cli(data_root, out, "--epochs", "4", "--max-steps", "2")  # milestones [2, 3]
+    capsys.readouterr()
+    trainer = Trainer(OccDepth(tiny_config()), TrainConfig(data_root=str(data_root), train_sequences=["00"],
+                                                           out_dir=str(out), epochs=10))
+    assert trainer.resume()
+    assert "keeps the saved learning-rate milestones [2, 3]" in capsys.readouterr().err
+    assert sorted(trainer.scheduler.milestones) == [2, 3]
+    same = Trainer(OccDepth(tiny_config()), TrainConfig(data_root=str(data_root), train_sequences=["00"],
+                                                        out_dir=str(out), epochs=4))
+    assert same.resume()
+    assert "milestones" not in capsys.readouterr().err
+
+
 def test_resume_refuses_a_state_without_the_shuffle_order(data_root, tmp_path) -> None:
     from occdepth_ros.checkpoint.restricted_unpickler import load_torch_zip
 

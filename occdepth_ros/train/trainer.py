@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,10 @@ class Trainer:
             raise ValueError(f"{state_path} predates the saved shuffle order; it cannot be resumed exactly")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        saved = sorted(self.scheduler.milestones)
+        if saved != self.cfg.milestones():
+            print(f"warning: resuming with epochs={self.cfg.epochs} keeps the saved learning-rate milestones "
+                  f"{saved} (epochs {self.cfg.epochs} alone would give {self.cfg.milestones()})", file=sys.stderr)
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.best_miou, self.history = float(state["best_miou"]), list(state["history"])
         self.minutes_before = float(self.history[-1]["minutes"]) if self.history else 0.0

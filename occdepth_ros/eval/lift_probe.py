@@ -60,10 +60,12 @@ def _score(name: str, values: list[np.ndarray], occupied: list[np.ndarray]) -> S
 def probe_lift(model: OccDepth, root: str, sequences: list[str], max_frames: int | None = None) -> list[SignalScore]:
     """Per-scale cosine (voxels both views see) and the OAD prior (voxels a view sees
     within the depth window), against occupancy on the feature grid (the official block
-    downsampling of the target); voxels labelled 255 are left out."""
+    downsampling of the target); ignored voxels are left out."""
     cfg = model.cfg
     model.eval()
-    dataset = SSCDataset(root, sequences, cfg, load_class_set(cfg.class_set), None)
+    class_set = load_class_set(cfg.class_set)
+    ignore = class_set.ignore_index
+    dataset = SSCDataset(root, sequences, cfg, class_set, None)
     n = len(dataset) if max_frames is None else min(max_frames, len(dataset))
     cos_vals: dict[int, tuple[list, list]] = {s: ([], []) for s in cfg.sfa_scales}
     prior_vals: tuple[list, list] = ([], [])
@@ -71,8 +73,9 @@ def probe_lift(model: OccDepth, root: str, sequences: list[str], max_frames: int
         batch = collate([dataset[i]])
         feats = model.image_features(batch["images"])
         target = batch["target"][0].numpy()
-        coarse = downsample_target(target, target.shape[0] // cfg.grid.feature_dims[0]).reshape(-1)
-        valid, occupied = coarse != 255, (coarse != 255) & (coarse > 0)
+        coarse = downsample_target(target, target.shape[0] // cfg.grid.feature_dims[0], ignore).reshape(-1)
+        valid = coarse != ignore
+        occupied = valid & (coarse > 0)
         if cfg.n_views == 2:
             for k, s in enumerate(cfg.sfa_scales):
                 sampled, seen = gather_views(feats[s], batch["lift"].pixel_index[:, :, k])

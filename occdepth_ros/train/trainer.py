@@ -70,7 +70,6 @@ class Trainer:
         self.epoch, self.step = 0, 0
         self.history: list[dict] = []
         self.best_miou = -1.0
-        self.minutes_before = 0.0  # training time of the run before a resume
 
     # -- checkpoints ----------------------------------------------------------
     def save(self, name: str = "last") -> None:
@@ -99,7 +98,6 @@ class Trainer:
                   f"{saved} (epochs {self.cfg.epochs} alone would give {self.cfg.milestones()})", file=sys.stderr)
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.best_miou, self.history = float(state["best_miou"]), list(state["history"])
-        self.minutes_before = float(self.history[-1]["minutes"]) if self.history else 0.0
         torch.set_rng_state(state["torch_rng"])
         self.dataset.rng.bit_generator.state = state["numpy_rng"]
         self.loader_rng.set_state(state["loader_rng"])
@@ -119,6 +117,7 @@ class Trainer:
     def train(self) -> list[dict]:
         cfg = self.cfg
         start = time.monotonic()
+        minutes_before = float(self.history[-1]["minutes"]) if self.history else 0.0  # a resumed run's past
         loader = torch.utils.data.DataLoader(self.dataset, batch_size=cfg.batch_size, shuffle=True,
                                              collate_fn=collate, num_workers=0,
                                              generator=self.loader_rng)
@@ -148,7 +147,7 @@ class Trainer:
                         break
             self.epoch += 1
             self.scheduler.step()
-            minutes = self.minutes_before + (time.monotonic() - start) / 60
+            minutes = minutes_before + (time.monotonic() - start) / 60
             record = {"epoch": self.epoch, "step": self.step, "minutes": minutes}
             record.update({f"loss/{k}": v / max(1, n_steps) for k, v in sums.items()})
             result = self.validate()

@@ -270,3 +270,12 @@ def test_postprocess_against_float64_softmax(calibrated: StereoInference) -> Non
     bare = calibrated.postprocess(logits, with_confidence=False)
     assert bare.confidence is None
     np.testing.assert_array_equal(bare.labels, pred.labels)
+    # a backend may hand over a permuted view (ONNX Runtime's CPU layout): same results,
+    # as C-ordered arrays
+    stored = logits.permute(0, 1, 4, 2, 3).contiguous()  # (1, K, Z, X, Y) in memory
+    view = stored.permute(0, 1, 3, 4, 2)
+    assert torch.equal(view, logits) and not view.is_contiguous()
+    permuted = calibrated.postprocess(view, with_confidence=True)
+    np.testing.assert_array_equal(permuted.labels, pred.labels)
+    np.testing.assert_array_equal(permuted.confidence, pred.confidence)
+    assert permuted.labels.flags.c_contiguous and permuted.confidence.flags.c_contiguous

@@ -101,7 +101,7 @@ def test_default_model_onnxruntime_matches_torch(default_export, kitti_calibrati
         assert rel < 1e-4 and agree >= 0.9999, (rel, agree)
 
 
-def test_cpu_rewrites_apply_in_memory_only(default_export) -> None:
+def test_cpu_rewrites_apply_in_memory_only(default_export, kitti_calibration) -> None:
     """The CPU provider gets the permuted 3D layout and the sigmoid; the file on disk is
     untouched (TensorRT and the GPU providers read it as exported)."""
     _, path = default_export
@@ -114,6 +114,12 @@ def test_cpu_rewrites_apply_in_memory_only(default_export) -> None:
     assert report is not None and report.convs_permuted == n_conv3d > 0
     assert report.softmax2_replaced == 1  # the cascade head's occupancy softmax
     assert report.spatial_order == (2, 0, 1)
+    # the logits stay in the permuted layout; the backend hands them back as a view
+    # (compared with torch in test_default_model_onnxruntime_matches_torch)
+    assert report.output_perms == {OUTPUT_SSC_LOGIT: (0, 1, 3, 4, 2)}
+    engine = StereoInference(rewritten)
+    engine.set_calibration(kitti_calibration)
+    assert not engine.logits(stereo_pair(0)).is_contiguous()
     assert path.read_bytes() == before
 
 

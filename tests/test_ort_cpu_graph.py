@@ -11,8 +11,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from occdepth_ros.runtime.ort_cpu_graph import (optimize_for_cpu, permute_conv3d_layout, softmax2_as_sigmoid,
-                                                spatial_order)
+from occdepth_ros.runtime.ort_cpu_graph import (optimize_for_cpu, outputs_left_permuted, permute_conv3d_layout,
+                                                softmax2_as_sigmoid, spatial_order)
 
 OPSET = 20
 IR_VERSION = 10  # what this ONNX Runtime reads
@@ -175,6 +175,7 @@ def test_optimize_for_cpu_reports_what_it_did():
     want = run(model, {"x": x})
     report = optimize_for_cpu(model, (128, 128, 16))
     assert (report.convs_permuted, report.softmax2_replaced, report.spatial_order) == (1, 1, (2, 0, 1))
+    assert report.output_perms == {}  # "logit" also feeds the sigmoid
     assert "1 3D convs" in report.describe()
     for got, ref in zip(run(model, {"x": x}), want):
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
@@ -197,3 +198,41 @@ def test_a_failing_rewrite_falls_back_to_the_graph_as_exported(tmp_path, monkeyp
         source, report = ort_backend._rewritten_for_cpu(path)
     assert (source, report) == (str(path), None)
     assert "boom" in caplog.text and "as exported" in caplog.text
+
+
+def _transposed_output_model(extra_use_of: str | None) -> tuple[onnx.ModelProto, np.ndarray]:
+    """Conv -> Transpose(perm) -> graph output "y"; optionally another node reads the
+    Transpose's input or output as well."""
+    rng = np.random.default_rng(6)
+    w = rng.standard_normal((4, 3, 3, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1] * 6),
+             helper.make_node("Transpose", ["c"], ["y"], perm=[0, 1, 3, 4, 2])]
+    outputs = ["y"]
+    if extra_use_of:
+        nodes.append(helper.make_node("Relu", [extra_use_of], ["other"]))
+        outputs.append("other")
+    model = make_model(nodes, {"x": (1, 3, 6, 5, 4)}, outputs, {"w": w})
+    del model.graph.output[0].type.tensor_type.shape.dim[:]
+    for d in (1, 4, 5, 4, 6):  # y's declared shape
+        model.graph.output[0].type.tensor_type.shape.dim.add().dim_value = d
+    return model, rng.standard_normal((1, 3, 6, 5, 4)).astype(np.float32)
+
+
+def test_a_transposed_output_is_left_in_its_layout_and_the_perm_reported():
+    model, x = _transposed_output_model(None)
+    (want,) = run(model, {"x": x})
+    perms = outputs_left_permuted(model)
+    assert perms == {"y": (0, 1, 3, 4, 2)}
+    assert "Transpose" not in [n.op_type for n in model.graph.node]
+    assert [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim] == [1, 4, 6, 5, 4]
+    (got,) = run(model, {"x": x})
+    assert got.shape == (1, 4, 6, 5, 4)
+    np.testing.assert_array_equal(got.transpose(perms["y"]), want)
+
+
+@pytest.mark.parametrize("extra_use_of", ["c", "y"])
+def test_a_transpose_whose_tensors_are_also_used_elsewhere_is_kept(extra_use_of):
+    model, _ = _transposed_output_model(extra_use_of)
+    assert outputs_left_permuted(model) == {}
+    assert "Transpose" in [n.op_type for n in model.graph.node]
+

@@ -121,8 +121,8 @@ class StereoInference:
             total = torch.zeros_like(top)
             for class_logits in logits[0]:
                 total += (class_logits - top).exp_()
-            confidence = total.reciprocal_().float().numpy()
-        return Prediction(labels=labels.numpy(), confidence=confidence, seen=self.seen_mask())
+            confidence = total.reciprocal_().float().contiguous().numpy()
+        return Prediction(labels=labels.contiguous().numpy(), confidence=confidence, seen=self.seen_mask())
 
     def seen_mask(self) -> np.ndarray:
         """Output-grid voxels inside at least one view (3D-feature mask upsampled)."""
@@ -135,9 +135,10 @@ class StereoInference:
 def _argmax_classes(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(labels uint8, max logit) over the class axis of (K, X, Y, Z) logits, one class
     slice at a time: contiguous passes, ~3x faster than ``argmax(dim=0)``'s strided
-    reduction on a 2M-voxel grid. Ties go to the lower class, as in argmax."""
+    reduction on a 2M-voxel grid. Ties go to the lower class, as in argmax. The results
+    keep the memory layout of ``logits`` (a backend may hand over a permuted view)."""
     top = logits[0].clone()
-    labels = torch.zeros(top.shape, dtype=torch.uint8)
+    labels = torch.zeros_like(top, dtype=torch.uint8)
     for k in range(1, logits.shape[0]):
         better = logits[k] > top
         labels.masked_fill_(better, k)

@@ -85,6 +85,8 @@ class OrtBackend:
         if names != list(INPUT_NAMES):
             raise BackendError(f"{self.path}: graph inputs {names}, expected {list(INPUT_NAMES)}")
         self.providers = self.session.get_providers()
+        # the CPU rewrites may leave the logits in the layout the head computes them in
+        self._logits_perm = self.rewrites.output_perms.get(OUTPUT_SSC_LOGIT) if self.rewrites else None
         self._lift: LiftTensors | None = None  # the lookups the cached feeds were made from
         self._lift_feeds: dict[str, np.ndarray] = {}
 
@@ -98,7 +100,8 @@ class OrtBackend:
             self._lift = lift
         feeds = {INPUT_NAMES[0]: _numpy(images, np.float32), **self._lift_feeds}
         (logits,) = self.session.run([OUTPUT_SSC_LOGIT], feeds)
-        return torch.from_numpy(logits)
+        out = torch.from_numpy(logits)
+        return out.permute(self._logits_perm) if self._logits_perm else out  # a view: no copy
 
     def describe(self) -> str:
         import onnxruntime as ort

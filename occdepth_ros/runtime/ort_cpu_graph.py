@@ -13,13 +13,18 @@ stays as it is, since TensorRT and the GPU providers want the plain graph.
   [sigmoid(a - b), sigmoid(b - a)]; ORT's Softmax over axis 1 of a 5D tensor transposes
   internally (~8 ms on the cascade head's occupancy logits, ~0.3 ms as a sigmoid).
 
-Both are exact in real arithmetic; in float32 they change logits by a few ulps.
+- **Graph outputs left in the layout they are computed in.** A Transpose that only feeds
+  a graph output (the head's last convolution back to (X, Y, Z) order, 21 MB per
+  frame) is dropped; the backend applies the permutation as a view
+  (``RewriteReport.output_perms``).
+
+All are exact in real arithmetic; in float32 they change logits by a few ulps.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -36,10 +41,12 @@ class RewriteReport:
     convs_permuted: int
     softmax2_replaced: int
     spatial_order: tuple[int, ...]
+    # graph output name -> the Transpose perm the caller applies (output = array.transpose(perm))
+    output_perms: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def describe(self) -> str:
         return (f"CPU graph rewrites: {self.convs_permuted} 3D convs on spatial order {self.spatial_order}, "
-                f"{self.softmax2_replaced} two-class softmax as sigmoid")
+                f"{self.softmax2_replaced} two-class softmax as sigmoid, {len(self.output_perms)} output(s) left permuted")
 
 
 def spatial_order(grid_dims: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -48,11 +55,13 @@ def spatial_order(grid_dims: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def optimize_for_cpu(model: onnx.ModelProto, grid_dims: tuple[int, int, int]) -> RewriteReport:
-    """Both rewrites, in place on ``model``'s main graph."""
+    """Every rewrite, in place on ``model``'s main graph. The caller must apply
+    ``output_perms`` to the session's outputs."""
     order = spatial_order(grid_dims)
     convs = permute_conv3d_layout(model, order)
     softmaxes = softmax2_as_sigmoid(model)
-    return RewriteReport(convs, softmaxes, order)
+    output_perms = outputs_left_permuted(model)  # last: it renames tensors
+    return RewriteReport(convs, softmaxes, order, output_perms)
 
 
 def _permute_axes(values: list[int], order: tuple[int, ...]) -> list[int]:
@@ -173,3 +182,44 @@ def softmax2_as_sigmoid(model: onnx.ModelProto) -> int:
     del graph.node[:]
     graph.node.extend(rewritten)
     return count
+
+
+def outputs_left_permuted(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Drop each Transpose whose output is a graph output used by no node and whose
+    input is made by a node for it alone; that node then writes the graph output in
+    its own layout. Returns {output name: perm}: the real output is
+    ``array.transpose(perm)``."""
+    graph = model.graph
+    producers = {out: node for node in graph.node for out in node.output}
+    uses: dict[str, int] = defaultdict(int)
+    for node in graph.node:
+        for name in node.input:
+            uses[name] += 1
+    output_names = [out.name for out in graph.output]
+    perms: dict[str, tuple[int, ...]] = {}
+    for out in graph.output:
+        transpose = producers.get(out.name)
+        if transpose is None or transpose.op_type != "Transpose" or uses[out.name] \
+                or transpose.domain not in ("", "ai.onnx"):
+            continue
+        source = transpose.input[0]
+        maker = producers.get(source)
+        if maker is None or uses[source] != 1 or source in output_names:
+            continue
+        perm = next((list(helper.get_attribute_value(a)) for a in transpose.attribute if a.name == "perm"), None)
+        if perm is None:
+            continue
+        maker.output[list(maker.output).index(source)] = out.name
+        graph.node.remove(transpose)
+        dims = out.type.tensor_type.shape.dim if out.type.tensor_type.HasField("shape") else None
+        if dims is not None and len(dims) == len(perm):  # the output now has the source's shape
+            old = [onnx.TensorShapeProto.Dimension() for _ in dims]
+            for i, dim in enumerate(dims):
+                old[i].CopyFrom(dim)
+            for i, axis in enumerate(perm):
+                dims[axis].CopyFrom(old[i])
+        kept = [info for info in graph.value_info if info.name != source]
+        del graph.value_info[:]
+        graph.value_info.extend(kept)
+        perms[out.name] = tuple(int(a) for a in perm)
+    return perms

@@ -138,6 +138,11 @@ def permute_conv3d_layout(model: onnx.ModelProto, order: tuple[int, int, int]) -
     return len(targets)
 
 
+def _perm(transpose: onnx.NodeProto) -> list[int]:
+    """A Transpose's perm attribute; [] when absent (the default reverses the axes)."""
+    return next((list(helper.get_attribute_value(a)) for a in transpose.attribute if a.name == "perm"), [])
+
+
 def softmax2_as_sigmoid(model: onnx.ModelProto) -> int:
     """Softmax(axis=1) of a Conv with two output channels -> Sigmoid(x - reversed(x))."""
     graph = model.graph
@@ -147,8 +152,7 @@ def softmax2_as_sigmoid(model: onnx.ModelProto) -> int:
     def two_channel_conv(name: str) -> bool:
         node = producers.get(name)
         while node is not None and node.op_type == "Transpose":  # through a layout rewrite
-            perm = next((list(helper.get_attribute_value(a)) for a in node.attribute if a.name == "perm"), [])
-            if perm[:2] != [0, 1]:
+            if _perm(node)[:2] != [0, 1]:
                 return False
             node = producers.get(node.input[0])
         if node is None or node.op_type != "Conv" or len(node.input) < 2:
@@ -206,18 +210,18 @@ def outputs_left_permuted(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
         maker = producers.get(source)
         if maker is None or uses[source] != 1 or source in output_names:
             continue
-        perm = next((list(helper.get_attribute_value(a)) for a in transpose.attribute if a.name == "perm"), None)
-        if perm is None:
+        perm = _perm(transpose)
+        if not perm:  # the default perm (all axes reversed) is not handled
             continue
         maker.output[list(maker.output).index(source)] = out.name
         graph.node.remove(transpose)
-        dims = out.type.tensor_type.shape.dim if out.type.tensor_type.HasField("shape") else None
-        if dims is not None and len(dims) == len(perm):  # the output now has the source's shape
-            old = [onnx.TensorShapeProto.Dimension() for _ in dims]
-            for i, dim in enumerate(dims):
-                old[i].CopyFrom(dim)
-            for i, axis in enumerate(perm):
-                dims[axis].CopyFrom(old[i])
+        shape = out.type.tensor_type.shape
+        if len(shape.dim) == len(perm):  # the output now has the source's shape
+            source_dims = [onnx.TensorShapeProto.Dimension() for _ in perm]
+            for dim, axis in zip(shape.dim, perm):
+                source_dims[axis].CopyFrom(dim)
+            del shape.dim[:]
+            shape.dim.extend(source_dims)
         kept = [info for info in graph.value_info if info.name != source]
         del graph.value_info[:]
         graph.value_info.extend(kept)

@@ -102,8 +102,9 @@ def test_default_model_onnxruntime_matches_torch(default_export, kitti_calibrati
 
 
 def test_cpu_rewrites_apply_in_memory_only(default_export, kitti_calibration) -> None:
-    """The CPU provider gets the permuted 3D layout and the sigmoid; the file on disk is
-    untouched (TensorRT and the GPU providers read it as exported)."""
+    """The CPU provider gets the permuted 3D layout, the concatenations taken apart and
+    the sigmoid; the file on disk is untouched (TensorRT and the GPU providers read it as
+    exported)."""
     _, path = default_export
     before = path.read_bytes()
     rewritten, plain = OrtBackend(path), OrtBackend(path, cpu_rewrites=False)
@@ -113,6 +114,7 @@ def test_cpu_rewrites_apply_in_memory_only(default_export, kitti_calibration) ->
                    and len(n.input) > 1 and n.input[1].startswith("model.net_3d_decoder"))
     assert report is not None and report.convs_permuted == n_conv3d > 0
     assert report.softmax2_replaced == 1  # the cascade head's occupancy softmax
+    assert report.concat_convs_split == 2  # the 2D decoder's last block and the cascade head's classifier
     assert report.spatial_order == (2, 0, 1)
     # the logits stay in the permuted layout; the backend hands them back as a view
     # (compared with torch in test_default_model_onnxruntime_matches_torch)

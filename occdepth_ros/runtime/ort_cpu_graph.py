@@ -13,6 +13,9 @@ stays as it is, since TensorRT and the GPU providers want the plain graph.
   [sigmoid(a - b), sigmoid(b - a)]; ORT's Softmax over axis 1 of a 5D tensor transposes
   internally (~8 ms on the cascade head's occupancy logits, ~0.3 ms as a sigmoid).
 
+- **A convolution of a channel concatenation taken apart** where its parts suit ORT's
+  kernels better (``ort_cpu_concat``): the 2D decoder's last block, and the cascade
+  head's classifier, whose share on the trunk features joins the occupancy convolution.
 - **Graph outputs left in the layout they are computed in.** A Transpose that only feeds
   a graph output (the head's last convolution back to (X, Y, Z) order, 21 MB per
   frame) is dropped; the backend applies the permutation as a view
@@ -30,6 +33,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .onnx_graph_index import GraphIndex, transpose_perm
+from .ort_cpu_concat import split_concat_convs
+
 CONV_OPS = ("Conv", "ConvTranspose")
 SPATIAL_RANK = 3
 # Per-axis attribute lists (one value per spatial axis); "pads" holds begins then ends.
@@ -41,11 +47,13 @@ class RewriteReport:
     convs_permuted: int
     softmax2_replaced: int
     spatial_order: tuple[int, ...]
+    concat_convs_split: int = 0
     # graph output name -> the Transpose perm the caller applies (output = array.transpose(perm))
     output_perms: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def describe(self) -> str:
         return (f"CPU graph rewrites: {self.convs_permuted} 3D convs on spatial order {self.spatial_order}, "
+                f"{self.concat_convs_split} convs of a concat taken apart, "
                 f"{self.softmax2_replaced} two-class softmax as sigmoid, {len(self.output_perms)} output(s) left permuted")
 
 
@@ -59,9 +67,10 @@ def optimize_for_cpu(model: onnx.ModelProto, grid_dims: tuple[int, int, int]) ->
     ``output_perms`` to the session's outputs."""
     order = spatial_order(grid_dims)
     convs = permute_conv3d_layout(model, order)
+    concat_convs = split_concat_convs(model)  # on the permuted layout: it reads through the Transposes
     softmaxes = softmax2_as_sigmoid(model)
     output_perms = outputs_left_permuted(model)  # last: it renames tensors
-    return RewriteReport(convs, softmaxes, order, output_perms)
+    return RewriteReport(convs, softmaxes, order, concat_convs, output_perms)
 
 
 def _permute_axes(values: list[int], order: tuple[int, ...]) -> list[int]:
@@ -138,35 +147,17 @@ def permute_conv3d_layout(model: onnx.ModelProto, order: tuple[int, int, int]) -
     return len(targets)
 
 
-def _perm(transpose: onnx.NodeProto) -> list[int]:
-    """A Transpose's perm attribute; [] when absent (the default reverses the axes)."""
-    return next((list(helper.get_attribute_value(a)) for a in transpose.attribute if a.name == "perm"), [])
-
-
 def softmax2_as_sigmoid(model: onnx.ModelProto) -> int:
-    """Softmax(axis=1) of a Conv with two output channels -> Sigmoid(x - reversed(x))."""
+    """Softmax(axis=1) over two channels (a count known statically) -> Sigmoid(x - reversed(x))."""
     graph = model.graph
-    initializers = {init.name: init for init in graph.initializer}
-    producers = {out: node for node in graph.node for out in node.output}
-
-    def two_channel_conv(name: str) -> bool:
-        node = producers.get(name)
-        while node is not None and node.op_type == "Transpose":  # through a layout rewrite
-            if _perm(node)[:2] != [0, 1]:
-                return False
-            node = producers.get(node.input[0])
-        if node is None or node.op_type != "Conv" or len(node.input) < 2:
-            return False
-        weight = initializers.get(node.input[1])
-        return weight is not None and weight.dims[0] == 2
-
+    tensors = GraphIndex(graph)
     constants_added = False
     rewritten: list[onnx.NodeProto] = []
     count = 0
     for index, node in enumerate(graph.node):
         axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), -1)
         if node.op_type != "Softmax" or node.domain not in ("", "ai.onnx") or axis != 1 \
-                or not two_channel_conv(node.input[0]):
+                or tensors.channels(node.input[0]) != 2:
             rewritten.append(node)
             continue
         if not constants_added:  # Slice(x, start=-1, end=-3, axis=1, step=-1): channels swapped
@@ -210,7 +201,7 @@ def outputs_left_permuted(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
         maker = producers.get(source)
         if maker is None or uses[source] != 1 or source in output_names:
             continue
-        perm = _perm(transpose)
+        perm = transpose_perm(transpose)
         if not perm:  # the default perm (all axes reversed) is not handled
             continue
         maker.output[list(maker.output).index(source)] = out.name

@@ -20,8 +20,10 @@ import torch
 
 from .frames import StereoFrame, kitti_frame, synthetic_frame
 from .micro import MESSAGE_COUNTS, MESSAGE_GRID_PRESET, LiftResult, MessageResult, bench_lift, bench_messages
+from .paired import PairedResult, bench_paired
 from .pipeline import BENCH_BACKENDS, LoopbackPublisher, PipelineResult, bench_backend, ros_unavailable_reason
-from .report import DEFAULT_PRESET, FAIL, LIFT_TARGET_PRESETS, evaluate_targets, markdown, write_json, write_png
+from .report import (DEFAULT_PRESET, FAIL, LIFT_TARGET_PRESETS, ORT_PAIR, evaluate_targets, markdown, write_json,
+                     write_png)
 
 JSON_NAME, MARKDOWN_NAME, PNG_NAME = "bench.json", "bench.md", "bench.png"
 DEFAULT_DOMAIN_ID = 73  # a private DDS domain for the publish stage
@@ -140,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         if publisher is not None:
             publisher.close()
 
+    paired: PairedResult | None = None
+    if DEFAULT_PRESET in args.presets and set(ORT_PAIR) <= set(backends):
+        _say(f"{' vs '.join(ORT_PAIR)}: alternating forward passes")
+        e = efforts["pipeline"]
+        paired = bench_paired(ORT_PAIR, DEFAULT_PRESET, frame, e.warmup, e.iters, e.budget_s, args.threads or None,
+                              progress)
+
     lifts: list[LiftResult] = []
     for preset in lift_presets:
         _say(f"lift: {preset} shapes, naive vs fused")
@@ -155,12 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     elif msg_reason is not None:
         _say(f"messages skipped: {msg_reason}")
 
-    targets = evaluate_targets(pipelines, lifts, messages)
+    targets = evaluate_targets(pipelines, lifts, messages, paired)
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    text = markdown(meta, pipelines, lifts, messages, targets)
+    text = markdown(meta, pipelines, lifts, messages, targets, paired)
     print(text)
     (out / MARKDOWN_NAME).write_text(text)
-    write_json(out / JSON_NAME, meta, pipelines, lifts, messages, targets)
+    write_json(out / JSON_NAME, meta, pipelines, lifts, messages, targets, paired)
     write_png(out / PNG_NAME, pipelines, lifts, messages)
     _say(f"wrote {out / JSON_NAME}, {out / MARKDOWN_NAME}, {out / PNG_NAME}")
     return 1 if args.strict and any(t.status == FAIL for t in targets) else 0

@@ -121,3 +121,15 @@ def test_the_whole_cpu_rewrite_chain_on_the_cascade_head():
     perms = report.output_perms
     np.testing.assert_allclose(got["ssc"].transpose(perms.get("ssc", range(5))), want_ssc, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got["occ"].transpose(perms.get("occ", range(5))), want_occ, rtol=1e-5, atol=1e-5)
+
+
+def test_only_what_the_rewrite_left_unread_is_dropped():
+    """The Concat and the old weights go; an initializer the graph never read stays
+    (it may be an input's default), as does a one-part Concat's conv."""
+    model, _, _ = _decoder_block((16, 3))
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros(3, np.float32), "spare"))
+    assert split_concat_convs(model) == 1
+    names = {i.name for i in model.graph.initializer}
+    assert "spare" in names and not {"w", "b"} & names
+    one_part, _, _ = _decoder_block((19,))
+    assert split_concat_convs(one_part) == 0

@@ -86,8 +86,7 @@ def evaluate_targets(pipelines: list[PipelineResult], lifts: list[LiftResult],
         targets.append(t)
 
     t = Target("ONNX Runtime vs eager torch, network time (default model)", f">= {ORT_SPEEDUP_MIN:g}x")
-    torch_run = _find_pipeline(pipelines, DEFAULT_PRESET, "torch")
-    ort_run = _find_pipeline(pipelines, DEFAULT_PRESET, "onnxruntime")
+    torch_run, ort_run = (_find_pipeline(pipelines, DEFAULT_PRESET, name) for name in ORT_PAIR)
     sequential = None
     if all(r is not None and r.status == "ok" and r.network_forward is not None for r in (torch_run, ort_run)):
         sequential = torch_run.network_forward.p50 / ort_run.network_forward.p50
@@ -96,15 +95,16 @@ def evaluate_targets(pipelines: list[PipelineResult], lifts: list[LiftResult],
     if paired is not None and paired.status == "ok" and paired.round_ratios:
         t.value = paired.ratio
         t.measured = (f"{paired.ratio:.2f}x (median of {len(paired.round_ratios)} alternating rounds; "
-                      f"{paired.stats[ORT_PAIR[0]].p50:.0f} -> {paired.stats[ORT_PAIR[1]].p50:.0f} ms p50)")
+                      f"{paired.stats[paired.backends[0]].p50:.0f} -> {paired.stats[paired.backends[1]].p50:.0f} ms p50)")
         t.detail = f"timed one after the other: {seq_text}" if sequential is not None else ""
     elif sequential is not None:
         t.value, t.measured = sequential, seq_text
         t.detail = "not timed in alternation" + (f" ({paired.reason})" if paired is not None and paired.reason else "")
     else:
-        run = ort_run if ort_run is None or ort_run.status != "ok" else torch_run
-        t.detail = "not measured: " + ("backend not run (--backends)" if run is None else run.reason
-                                       or "no forward timing")
+        why = [f"{name}: " + ("not run (--backends)" if r is None else r.reason or "no forward timing")
+               for name, r in zip(ORT_PAIR, (torch_run, ort_run))
+               if r is None or r.status != "ok" or r.network_forward is None]
+        t.detail = "not measured: " + "; ".join(why)
     if t.value is not None:
         t.status = PASS if t.value >= ORT_SPEEDUP_MIN else FAIL
     targets.append(t)

@@ -22,7 +22,7 @@ from ..inference import StereoInference
 from .frames import StereoFrame
 from .measure import Stat, time_ms
 
-SETTLE_S = 0.2  # longer than ORT's and OpenMP's spin-wait after a run
+SETTLE_S = 0.2  # far longer than the spin-wait of ORT's pool and of torch's GNU OpenMP (milliseconds)
 
 
 @dataclass

@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .onnx_graph_index import GraphIndex, transpose_perm
+from .onnx_graph_index import DEFAULT_DOMAINS, GraphIndex, transpose_perm
 from .ort_cpu_concat import split_concat_convs
 
 CONV_OPS = ("Conv", "ConvTranspose")
@@ -95,12 +95,13 @@ def permute_conv3d_layout(model: onnx.ModelProto, order: tuple[int, int, int]) -
     if tuple(order) == tuple(range(SPATIAL_RANK)):
         return 0
     graph = model.graph
-    initializers = {init.name: init for init in graph.initializer}
+    tensors = GraphIndex(graph)
+    initializers = tensors.initializers
     to_order = [0, 1] + [2 + axis for axis in order]
     back = [int(i) for i in np.argsort(to_order)]
 
     def is_target(node: onnx.NodeProto) -> bool:
-        if node.op_type not in CONV_OPS or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+        if node.op_type not in CONV_OPS or node.domain not in DEFAULT_DOMAINS or len(node.input) < 2:
             return False
         weight = initializers.get(node.input[1])
         return weight is not None and len(weight.dims) == 2 + SPATIAL_RANK
@@ -108,10 +109,6 @@ def permute_conv3d_layout(model: onnx.ModelProto, order: tuple[int, int, int]) -
     targets = [node for node in graph.node if is_target(node)]
     if not targets:
         return 0
-    uses: dict[str, int] = defaultdict(int)
-    for node in graph.node:
-        for name in node.input:
-            uses[name] += 1
     weight_uses: dict[str, int] = defaultdict(int)
     for node in targets:
         weight_uses[node.input[1]] += 1
@@ -120,7 +117,7 @@ def permute_conv3d_layout(model: onnx.ModelProto, order: tuple[int, int, int]) -
     for name in weight_uses:
         init = initializers[name]
         array = np.ascontiguousarray(numpy_helper.to_array(init).transpose(to_order))
-        if uses[name] == weight_uses[name]:  # used by rewritten convs only: permute in place
+        if len(tensors.readers[name]) == weight_uses[name]:  # read by rewritten convs only: permute in place
             init.CopyFrom(numpy_helper.from_array(array, name))
             permuted_weights[name] = name
         else:
@@ -156,7 +153,7 @@ def softmax2_as_sigmoid(model: onnx.ModelProto) -> int:
     count = 0
     for index, node in enumerate(graph.node):
         axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), -1)
-        if node.op_type != "Softmax" or node.domain not in ("", "ai.onnx") or axis != 1 \
+        if node.op_type != "Softmax" or node.domain not in DEFAULT_DOMAINS or axis != 1 \
                 or tensors.channels(node.input[0]) != 2:
             rewritten.append(node)
             continue
@@ -185,21 +182,18 @@ def outputs_left_permuted(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     its own layout. Returns {output name: perm}: the real output is
     ``array.transpose(perm)``."""
     graph = model.graph
-    producers = {out: node for node in graph.node for out in node.output}
-    uses: dict[str, int] = defaultdict(int)
-    for node in graph.node:
-        for name in node.input:
-            uses[name] += 1
+    tensors = GraphIndex(graph)
+    producers = tensors.producers
     output_names = [out.name for out in graph.output]
     perms: dict[str, tuple[int, ...]] = {}
     for out in graph.output:
         transpose = producers.get(out.name)
-        if transpose is None or transpose.op_type != "Transpose" or uses[out.name] \
-                or transpose.domain not in ("", "ai.onnx"):
+        if transpose is None or transpose.op_type != "Transpose" or tensors.readers[out.name] \
+                or transpose.domain not in DEFAULT_DOMAINS:
             continue
         source = transpose.input[0]
         maker = producers.get(source)
-        if maker is None or uses[source] != 1 or source in output_names:
+        if maker is None or len(tensors.readers[source]) != 1 or source in output_names:
             continue
         perm = transpose_perm(transpose)
         if not perm:  # the default perm (all axes reversed) is not handled

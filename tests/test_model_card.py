@@ -31,6 +31,15 @@ def card_row(prefix: str) -> list[float]:
     raise AssertionError(f"no row starting with {prefix!r} in {CARD}")
 
 
+def assert_scores_match_row(result, row_prefix: str) -> None:
+    """SC IoU, precision, recall and mIoU of ``result`` equal the card row's, in percent."""
+    sc_iou, precision, recall, miou = card_row(row_prefix)
+    assert result.sc_iou * 100 == pytest.approx(sc_iou, abs=TOLERANCE_PCT)
+    assert result.sc_precision * 100 == pytest.approx(precision, abs=TOLERANCE_PCT)
+    assert result.sc_recall * 100 == pytest.approx(recall, abs=TOLERANCE_PCT)
+    assert result.miou * 100 == pytest.approx(miou, abs=TOLERANCE_PCT)
+
+
 @pytest.fixture(scope="module")
 def heldout(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("heldout")
@@ -41,14 +50,10 @@ def heldout(tmp_path_factory) -> Path:
 
 
 def test_default_model_reproduces_the_card(heldout: Path) -> None:
-    sc_iou, precision, recall, miou = card_row("default")
     engine = StereoInference(load_model(default_model_path()))
     result, frames = evaluate(model_predictor(engine), heldout, ["08"], load_class_set(), progress=False)
     assert frames == 20
-    assert result.sc_iou * 100 == pytest.approx(sc_iou, abs=TOLERANCE_PCT)
-    assert result.sc_precision * 100 == pytest.approx(precision, abs=TOLERANCE_PCT)
-    assert result.sc_recall * 100 == pytest.approx(recall, abs=TOLERANCE_PCT)
-    assert result.miou * 100 == pytest.approx(miou, abs=TOLERANCE_PCT)
+    assert_scores_match_row(result, "default")
 
 
 def test_sgbm_baseline_reproduces_the_card_and_is_beaten(heldout: Path) -> None:
@@ -62,14 +67,10 @@ def test_sgbm_baseline_reproduces_the_card_and_is_beaten(heldout: Path) -> None:
 
 def assert_mean_fusion_file_reproduces_row(heldout: Path, file: str, row_prefix: str) -> None:
     """Score a shipped mean-fusion file on sequence 08 and compare with its card row."""
-    sc_iou, precision, recall, miou = card_row(row_prefix)
     engine = StereoInference(load_model(model_path(file)))
     assert engine.cfg.sfa_fusion == "mean"
     result, _ = evaluate(model_predictor(engine), heldout, ["08"], load_class_set(), progress=False)
-    assert result.sc_iou * 100 == pytest.approx(sc_iou, abs=TOLERANCE_PCT)
-    assert result.sc_precision * 100 == pytest.approx(precision, abs=TOLERANCE_PCT)
-    assert result.sc_recall * 100 == pytest.approx(recall, abs=TOLERANCE_PCT)
-    assert result.miou * 100 == pytest.approx(miou, abs=TOLERANCE_PCT)
+    assert_scores_match_row(result, row_prefix)
 
 
 def test_mean_fusion_ablation_reproduces_the_card(heldout: Path) -> None:

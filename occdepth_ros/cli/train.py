@@ -1,7 +1,7 @@
 """occdepth-train: train or fine-tune OccDepth on KITTI-layout sequences.
 
 Example (the default model): occdepth-train --data DATA --train 00 01 02 03 04 05 --val 06 \\
-    --preset compact --epochs 4 --out runs/default
+    --preset compact --epochs 6 --seed 42 --out runs/default
 Fine-tune the released model: --preset kitti_b3_f32 --init occdepth.ckpt
 """
 

@@ -21,6 +21,8 @@ $(STAMP): setup.py requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q --no-deps geffnet==1.0.2
+	@# x86-64 takes onnxruntime-openvino, which installs the same module: drop a plain onnxruntime first
+	if [ "$$(uname -m)" = x86_64 ]; then $(PY) -m pip uninstall -q -y onnxruntime; fi
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)

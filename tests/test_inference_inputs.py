@@ -279,3 +279,16 @@ def test_postprocess_against_float64_softmax(calibrated: StereoInference) -> Non
     np.testing.assert_array_equal(permuted.labels, pred.labels)
     np.testing.assert_array_equal(permuted.confidence, pred.confidence)
     assert permuted.labels.flags.c_contiguous and permuted.confidence.flags.c_contiguous
+    # class-last (OpenVINO's layout: the class axis innermost in memory), with ties that
+    # must go to the lower class as in argmax
+    tied = logits.clone()
+    tied[0, 7] = tied[0, 3] = tied[0].max(0).values + 1  # classes 3 and 7 tie for the top everywhere
+    class_last = tied.permute(0, 2, 3, 4, 1).contiguous().permute(0, 4, 1, 2, 3)
+    assert torch.equal(class_last, tied) and class_last.stride(1) == 1
+    for given in (class_last, logits.permute(0, 2, 3, 4, 1).contiguous().permute(0, 4, 1, 2, 3)):
+        want = np.argmax(given[0].double().numpy(), axis=0)  # NumPy: the first maximal index
+        got = calibrated.postprocess(given, with_confidence=True)
+        np.testing.assert_array_equal(got.labels, want)
+        assert got.labels.flags.c_contiguous and got.confidence.flags.c_contiguous
+    assert (calibrated.postprocess(class_last, with_confidence=False).labels == 3).all()
+    np.testing.assert_array_equal(got.confidence, pred.confidence)  # the last given is logits' values

@@ -24,8 +24,12 @@ from occdepth_ros.inference import StereoInference
 from occdepth_ros.model.config import config_from_dict, load_preset
 from occdepth_ros.model.occdepth import OccDepth
 from occdepth_ros.resources import default_model_path
-from occdepth_ros.runtime.ort_backend import OrtBackend
+from occdepth_ros.runtime.ort_backend import OrtBackend, available_providers
+from occdepth_ros.runtime.ort_providers import CPU, OPENVINO
 
+# ORT's own CPU provider always; OpenVINO's where onnxruntime-openvino is installed (x86-64)
+PROVIDERS = [[CPU], pytest.param([OPENVINO, CPU], marks=pytest.mark.skipif(
+    OPENVINO not in available_providers(), reason="the OpenVINO provider needs onnxruntime-openvino (x86-64 only)"))]
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +59,12 @@ def stereo_pair(seed: int) -> list[np.ndarray]:
     return random_images(np.random.default_rng(seed), 2)
 
 
-def compare(model: OccDepth, onnx_path: Path, calibration, images, cpu_rewrites: bool = True) -> tuple[float, float]:
+def compare(model: OccDepth, onnx_path: Path, calibration, images, cpu_rewrites: bool = True,
+            providers: list[str] | str = "auto") -> tuple[float, float]:
     """(max |logit diff| / max |logit|, share of equal labels) torch vs ONNX Runtime."""
     out = []
-    for engine in (StereoInference(model), StereoInference(OrtBackend(onnx_path, cpu_rewrites=cpu_rewrites))):
+    ort_backend = OrtBackend(onnx_path, providers=providers, cpu_rewrites=cpu_rewrites)
+    for engine in (StereoInference(model), StereoInference(ort_backend)):
         engine.set_calibration(calibration)
         out.append(engine.logits(images))
     ref, got = out
@@ -93,11 +99,12 @@ def test_graph_structure(default_export) -> None:
     assert config_from_dict(yaml.safe_load(meta[META_CONFIG]), "meta") == cfg
 
 
+@pytest.mark.parametrize("providers", PROVIDERS)
 @pytest.mark.parametrize("cpu_rewrites", [True, False])
-def test_default_model_onnxruntime_matches_torch(default_export, kitti_calibration, cpu_rewrites) -> None:
+def test_default_model_onnxruntime_matches_torch(default_export, kitti_calibration, cpu_rewrites, providers) -> None:
     model, path = default_export
     for seed in (0, 1):
-        rel, agree = compare(model, path, kitti_calibration, stereo_pair(seed), cpu_rewrites)
+        rel, agree = compare(model, path, kitti_calibration, stereo_pair(seed), cpu_rewrites, providers)
         assert rel < 1e-4 and agree >= 0.9999, (rel, agree)
 
 
@@ -107,7 +114,7 @@ def test_cpu_rewrites_apply_in_memory_only(default_export, kitti_calibration) ->
     exported)."""
     _, path = default_export
     before = path.read_bytes()
-    rewritten, plain = OrtBackend(path), OrtBackend(path, cpu_rewrites=False)
+    rewritten, plain = OrtBackend(path, providers=[CPU]), OrtBackend(path, providers=[CPU], cpu_rewrites=False)
     assert plain.rewrites is None and "rewrites" not in plain.describe()
     report = rewritten.rewrites
     n_conv3d = sum(1 for n in onnx.load(str(path)).graph.node if n.op_type in ("Conv", "ConvTranspose")
@@ -122,6 +129,24 @@ def test_cpu_rewrites_apply_in_memory_only(default_export, kitti_calibration) ->
     engine = StereoInference(rewritten)
     engine.set_calibration(kitti_calibration)
     assert not engine.logits(stereo_pair(0)).is_contiguous()
+    assert path.read_bytes() == before
+
+
+@pytest.mark.skipif(OPENVINO not in available_providers(),
+                    reason="the OpenVINO provider needs onnxruntime-openvino (x86-64 only)")
+def test_openvino_gets_class_last_logits_in_memory_only(default_export, kitti_calibration) -> None:
+    """OpenVINO runs the graph with the logits class-last and the backend views them back
+    (values: test_default_model_onnxruntime_matches_torch); the file is untouched."""
+    _, path = default_export
+    before = path.read_bytes()
+    backend = OrtBackend(path, providers=[OPENVINO, CPU])
+    assert backend.providers[0] == OPENVINO and backend.rewrites is None
+    assert "class-last" in backend.describe() and OPENVINO in backend.describe()
+    engine = StereoInference(backend)
+    engine.set_calibration(kitti_calibration)
+    logits = engine.logits(stereo_pair(0))
+    assert logits.shape[1] == backend.cfg.n_classes and not logits.is_contiguous()
+    assert logits.permute(0, 2, 3, 4, 1).is_contiguous()  # what OpenVINO wrote: class axis innermost
     assert path.read_bytes() == before
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..runtime.ort_providers import ORT_PROVIDER_CHOICES
 from .frames import StereoFrame, kitti_frame, synthetic_frame
 from .micro import MESSAGE_COUNTS, MESSAGE_GRID_PRESET, LiftResult, MessageResult, bench_lift, bench_messages
 from .paired import PairedResult, bench_paired
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message-counts", nargs="*", type=int, default=list(MESSAGE_COUNTS))
     p.add_argument("--warmup", type=int, help="warm-up runs of everything (default 1-2)")
     p.add_argument("--iters", type=int, help="timed runs of everything (default 10-20, 2 with --quick)")
+    p.add_argument("--ort-provider", choices=ORT_PROVIDER_CHOICES, default="",
+                   help="onnxruntime's execution provider (default: the best installed for the CPU: openvino, else cpu)")
     p.add_argument("--threads", type=int, default=0, help="torch/ONNX Runtime/lift threads; 0 = library default")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 timed runs, torch only, compact lift only")
     p.add_argument("--out", default="out/bench", help="folder for bench.json, bench.md and bench.png")
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 _say(f"pipeline: {preset} / {name}")
                 e = efforts["pipeline"]
                 pipelines.append(bench_backend(name, preset, frame, e.warmup, e.iters, e.budget_s, publisher,
-                                               ros_reason, args.threads or None, progress))
+                                               ros_reason, args.threads or None, progress, args.ort_provider))
     finally:
         if publisher is not None:
             publisher.close()
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"{' vs '.join(ORT_PAIR)}: alternating forward passes")
         e = efforts["pipeline"]
         paired = bench_paired(ORT_PAIR, DEFAULT_PRESET, frame, e.warmup, e.iters, e.budget_s, args.threads or None,
-                              progress)
+                              progress, ort_provider=args.ort_provider)
 
     lifts: list[LiftResult] = []
     for preset in lift_presets:

@@ -51,14 +51,16 @@ def round_orders(first: str, second: str, rounds: int) -> list[tuple[str, str]]:
 
 
 def bench_paired(names: tuple[str, str], preset: str, frame: StereoFrame, warmup: int, iters: int,
-                 budget_s: float | None, threads: int | None, progress: bool, settle_s: float = SETTLE_S) -> PairedResult:
+                 budget_s: float | None, threads: int | None, progress: bool, settle_s: float = SETTLE_S,
+                 ort_provider: str = "") -> PairedResult:
     """Both backends on the same prepared input, alternating; ``budget_s`` caps the
     timed rounds (at least two)."""
     from ..runtime import create_backend
 
     result = PairedResult(preset=preset, backends=names)
     try:
-        backends = {name: create_backend(name, preset=None if preset == "default" else preset, threads=threads)
+        backends = {name: create_backend(name, preset=None if preset == "default" else preset, threads=threads,
+                                         ort_provider=ort_provider)
                     for name in names}
     except Exception as exc:  # noqa: BLE001 - BackendError, a missing package, a failed export
         result.status, result.reason = "n/a", f"{type(exc).__name__}: {exc}"

@@ -322,13 +322,14 @@ def check_staged(engine: StereoInference, frame: StereoFrame, lift: Any, state: 
 
 def bench_backend(name: str, preset: str, frame: StereoFrame, warmup: int, iters: int, budget_s: float | None,
                   publisher: LoopbackPublisher | None, ros_reason: str | None, threads: int | None,
-                  progress: bool) -> PipelineResult:
+                  progress: bool, ort_provider: str = "") -> PipelineResult:
     """One (preset, backend): the staged frame, then the backend's forward on its own."""
     from ..runtime import create_backend
 
     result = PipelineResult(preset=preset, backend=name)
     try:
-        backend = create_backend(name, preset=None if preset == "default" else preset, threads=threads)
+        backend = create_backend(name, preset=None if preset == "default" else preset, threads=threads,
+                                 ort_provider=ort_provider)
     except Exception as exc:  # noqa: BLE001 - BackendError, a missing package, a failed export
         result.status, result.reason = "n/a", f"{type(exc).__name__}: {exc}"
         return result

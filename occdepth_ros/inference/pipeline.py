@@ -136,7 +136,12 @@ def _argmax_classes(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(labels uint8, max logit) over the class axis of (K, X, Y, Z) logits, one class
     slice at a time: contiguous passes, ~3x faster than ``argmax(dim=0)``'s strided
     reduction on a 2M-voxel grid. Ties go to the lower class, as in argmax. The results
-    keep the memory layout of ``logits`` (a backend may hand over a permuted view)."""
+    keep the memory layout of ``logits`` (a backend may hand over a permuted view). With
+    the class axis innermost (OpenVINO's class-last logits) the slices would be strided,
+    and one reduction over contiguous rows is the fast way (~6 vs ~15 ms)."""
+    if logits.stride(0) == 1 and logits.shape[0] > 1:
+        top, labels = logits.max(dim=0)  # the first maximal index, as argmax
+        return labels.to(torch.uint8), top
     top = logits[0].clone()
     labels = torch.zeros_like(top, dtype=torch.uint8)
     for k in range(1, logits.shape[0]):

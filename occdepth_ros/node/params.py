@@ -15,6 +15,7 @@ import numpy as np
 from ..geometry.calib import GRID_TO_OPTICAL, SHIPPED_KITTI_CALIB, CalibrationError, as_rigid
 from ..model.config import preset_names
 from ..runtime.factory import BACKENDS, PRECISIONS
+from ..runtime.ort_providers import ORT_PROVIDER_CHOICES
 from .stereo_sync import IMAGE_STREAMS, STEREO_STREAMS, seconds_to_ns
 from .voxel_outputs import DEFAULT_FREE_CLASSES
 
@@ -48,6 +49,7 @@ class NodeParams:
     preset: str = ""  # empty = taken from the checkpoint
     backend: str = "torch"  # torch | onnxruntime | tensorrt (ONNX exported and cached on first use)
     precision: str = "fp32"  # tensorrt engines: fp32 | fp16
+    ort_provider: str = ""  # onnxruntime: openvino | cpu | cuda | tensorrt; empty = the best installed for device
     device: str = "cpu"
     threads: int = 0  # CPU threads (torch, ONNX Runtime); 0 = the library's default
     # outputs
@@ -120,6 +122,8 @@ class NodeParams:
     def _validate_model(self) -> None:
         _require(self.backend in BACKENDS, "backend", f"must be one of {BACKENDS}, got {self.backend!r}")
         _require(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
+        _require(self.ort_provider in ORT_PROVIDER_CHOICES, "ort_provider",
+                 f"must be one of {ORT_PROVIDER_CHOICES} ('' = the best installed), got {self.ort_provider!r}")
         if self.backend == "tensorrt":
             _require(self.device.startswith("cuda"), "device", "backend 'tensorrt' runs on 'cuda' or 'cuda:N'")
         if self.checkpoint.endswith((".onnx", ".engine")):

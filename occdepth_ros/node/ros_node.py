@@ -93,7 +93,8 @@ class OccDepthNode(Node):
         params = declare_params(self).validate()
         checkpoint = params.checkpoint or (None if params.preset else str(default_model_path()))
         backend = create_backend(params.backend, checkpoint, params.preset or None, device=params.device,
-                                 threads=params.threads or None, precision=params.precision)
+                                 threads=params.threads or None, precision=params.precision,
+                                 ort_provider=params.ort_provider)
         cfg = backend.cfg
         self.classes = load_class_set(cfg.class_set)
         params.validate(self.classes.names)

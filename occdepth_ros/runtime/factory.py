@@ -16,6 +16,7 @@ from ..checkpoint.io import choose_weights, load_model
 from ..model.occdepth import OccDepth
 from ..resources import cache_dir
 from .base import Backend, BackendError
+from .ort_providers import choose_providers
 from .torch_backend import TorchBackend
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,12 @@ def create_backend(
     threads: int | None = None,
     precision: str = "fp32",
     cache: Path | None = None,
+    ort_provider: str = "",
 ) -> Backend:
     """``checkpoint`` may be a weights file, an ``.onnx`` (onnxruntime, tensorrt) or an
-    ``.engine`` (tensorrt); None with no preset means the shipped default model."""
+    ``.engine`` (tensorrt); None with no preset means the shipped default model.
+    ``ort_provider``: onnxruntime's execution provider by short name (ort_providers), ""
+    for the best one installed for ``device``."""
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; choose one of {BACKENDS}")
     path = Path(checkpoint) if checkpoint else None
@@ -66,6 +70,11 @@ def create_backend(
         from .trt_backend import TrtBackend
 
         return TrtBackend.from_engine(path, device=device)
+    providers: list[str] = []
+    if name == "onnxruntime":  # before any export: a bad choice fails at once
+        from .ort_backend import available_providers
+
+        providers = choose_providers(ort_provider, device, available_providers())
     if path is not None and path.suffix == ONNX_SUFFIX:
         onnx_path = path
     else:
@@ -75,7 +84,6 @@ def create_backend(
     if name == "onnxruntime":
         from .ort_backend import OrtBackend
 
-        providers = "CPUExecutionProvider" if device == "cpu" else "auto"
         return OrtBackend(onnx_path, providers=providers, threads=threads)
     from .trt_backend import TrtBackend
 

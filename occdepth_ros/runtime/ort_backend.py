@@ -1,11 +1,14 @@
 """ONNX Runtime: runs an exported file (ORT inlines the lift's model-local function).
-CPU here, with exact layout rewrites for ORT's CPU kernels (ort_cpu_graph); the CUDA or
-TensorRT execution providers where installed, on the graph as exported."""
+On a CPU: the OpenVINO provider where installed, else ORT's own CPU provider, each with
+exact in-memory layout rewrites for its kernels (ort_openvino_graph, ort_cpu_graph); on a
+GPU: the TensorRT or CUDA providers where installed, on the graph as exported. The choice
+is ort_providers'."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,12 +18,14 @@ from ..geometry.lookups import LiftTensors
 from ..model.config import ConfigError, ModelConfig, config_from_dict
 from .base import BackendError
 from .ort_cpu_graph import RewriteReport, optimize_for_cpu
+from .ort_openvino_graph import output_class_axis_last
+from .ort_providers import CPU, GPU_PREFERENCE, OPENVINO, provider_options
 from occdepth_export.spec import INPUT_NAMES, META_CONFIG, META_FORMAT, META_FORMAT_VALUE, OUTPUT_SSC_LOGIT
 
 log = logging.getLogger(__name__)
 
-# Preference order when the caller asks for "auto".
-PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+MISSING_ORT = ("backend 'onnxruntime' needs the onnxruntime package (pip install onnxruntime-openvino on x86-64, "
+               "else onnxruntime)")
 
 
 def read_onnx_metadata(path: str | Path) -> str:
@@ -51,12 +56,13 @@ class OrtBackend:
 
     def __init__(self, path: str | Path, providers: str | list[str] = "auto", threads: int | None = None,
                  cpu_rewrites: bool = True) -> None:
-        """``cpu_rewrites``: apply ort_cpu_graph's rewrites when the CPU provider runs the
-        whole graph (no GPU provider chosen)."""
+        """``providers``: "auto" (the best installed, GPU first) or provider names, best
+        first (ort_providers.choose_providers). ``cpu_rewrites``: apply the rewrites for
+        the first provider when it is OpenVINO or ORT's CPU provider."""
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise BackendError("backend 'onnxruntime' needs the onnxruntime package (pip install onnxruntime)") from exc
+            raise BackendError(MISSING_ORT) from exc
         self.path = Path(path)
         if not self.path.is_file():
             raise BackendError(f"ONNX file not found: {self.path}")
@@ -66,18 +72,24 @@ class OrtBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         available = ort.get_available_providers()
         if providers == "auto":
-            chosen = [p for p in PROVIDER_PREFERENCE if p in available]
+            chosen = [p for p in GPU_PREFERENCE if p in available]
         else:
             chosen = [providers] if isinstance(providers, str) else list(providers)
             missing = [p for p in chosen if p not in available]
             if missing:
                 raise BackendError(f"ONNX Runtime providers {missing} not available here; available: {available}")
-        self.rewrites: RewriteReport | None = None
+        self.rewrites: RewriteReport | None = None  # the CPU provider's
+        # the rewrites may leave the logits in the layout the head computes them in
+        self._logits_perm: tuple[int, ...] | None = None
         model_source: str | bytes = str(self.path)
-        if cpu_rewrites and chosen == ["CPUExecutionProvider"]:
+        if cpu_rewrites and chosen == [CPU]:
             model_source, self.rewrites = _rewritten_for_cpu(self.path)
+            self._logits_perm = self.rewrites.output_perms.get(OUTPUT_SSC_LOGIT) if self.rewrites else None
+        elif cpu_rewrites and chosen[0] == OPENVINO:
+            model_source, self._logits_perm = _class_last_for_openvino(self.path)
         try:
-            self.session = ort.InferenceSession(model_source, options, providers=chosen)
+            self.session = ort.InferenceSession(model_source, options, providers=chosen,
+                                                provider_options=[provider_options(p, threads) for p in chosen])
         except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
             raise BackendError(f"{self.path}: ONNX Runtime cannot load it: {exc}") from exc
         self.cfg = config_from_text(self.path, self.session.get_modelmeta().custom_metadata_map)
@@ -85,8 +97,6 @@ class OrtBackend:
         if names != list(INPUT_NAMES):
             raise BackendError(f"{self.path}: graph inputs {names}, expected {list(INPUT_NAMES)}")
         self.providers = self.session.get_providers()
-        # the CPU rewrites may leave the logits in the layout the head computes them in
-        self._logits_perm = self.rewrites.output_perms.get(OUTPUT_SSC_LOGIT) if self.rewrites else None
         self._lift: LiftTensors | None = None  # the lookups the cached feeds were made from
         self._lift_feeds: dict[str, np.ndarray] = {}
 
@@ -106,19 +116,49 @@ class OrtBackend:
     def describe(self) -> str:
         import onnxruntime as ort
 
-        rewrites = f"; {self.rewrites.describe()}" if self.rewrites else ""
+        if self.rewrites:
+            rewrites = f"; {self.rewrites.describe()}"
+        elif self._logits_perm:
+            rewrites = "; logits left class-last"
+        else:
+            rewrites = ""
         return f"onnxruntime {ort.__version__} ({', '.join(self.providers)}) {self.path.name}{rewrites}"
 
 
-def _rewritten_for_cpu(path: Path) -> tuple[str | bytes, RewriteReport | None]:
-    """The file's graph with the CPU rewrites, serialized for InferenceSession."""
+def available_providers() -> list[str]:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise BackendError(MISSING_ORT) from exc
+    return list(ort.get_available_providers())
+
+
+def _load_checked(path: Path) -> tuple[Any, ModelConfig]:
+    """The file's ModelProto and its embedded config."""
     import onnx
 
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # DecodeError and friends for a corrupt file
         raise BackendError(f"{path}: not a readable ONNX file ({exc})") from exc
-    cfg = config_from_text(path, {p.key: p.value for p in model.metadata_props})
+    return model, config_from_text(path, {p.key: p.value for p in model.metadata_props})
+
+
+def _class_last_for_openvino(path: Path) -> tuple[str | bytes, tuple[int, ...] | None]:
+    """The file's graph with the logits class-last (ort_openvino_graph), serialized, and
+    the perm that views them back."""
+    model, _ = _load_checked(path)
+    try:
+        perm = output_class_axis_last(model, OUTPUT_SSC_LOGIT)
+    except Exception as exc:  # noqa: BLE001 - an optimisation must not stop the backend
+        log.warning("%s: OpenVINO graph rewrite failed (%s); running the graph as exported", path, exc)
+        return str(path), None
+    return model.SerializeToString(), perm
+
+
+def _rewritten_for_cpu(path: Path) -> tuple[str | bytes, RewriteReport | None]:
+    """The file's graph with the CPU rewrites, serialized for InferenceSession."""
+    model, cfg = _load_checked(path)
     try:
         report = optimize_for_cpu(model, cfg.grid.dims)
     except Exception as exc:  # noqa: BLE001 - an optimisation must not stop the backend

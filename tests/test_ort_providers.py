@@ -1,0 +1,88 @@
+"""ort_providers: which ONNX Runtime provider a session gets and with which options, and
+ort_openvino_graph's class-last output rewrite (against the untouched graph in ORT's
+CPU provider, and a NumPy transpose)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from occdepth_ros.runtime import BackendError, create_backend
+from occdepth_ros.runtime.ort_openvino_graph import output_class_axis_last
+from occdepth_ros.runtime.ort_providers import CPU, CUDA, OPENVINO, TENSORRT, choose_providers, provider_options
+
+EVERYTHING = [TENSORRT, CUDA, OPENVINO, CPU]
+
+
+@pytest.mark.parametrize("requested,device,available,want", [
+    ("", "cpu", EVERYTHING, [OPENVINO, CPU]),  # a CPU device never gets a GPU provider
+    ("", "cpu", [CPU], [CPU]),
+    ("", "cuda:0", EVERYTHING, [TENSORRT, CPU]),
+    ("", "cuda", [CUDA, CPU], [CUDA, CPU]),
+    ("", "cuda", [OPENVINO, CPU], [OPENVINO, CPU]),
+    ("cpu", "cpu", EVERYTHING, [CPU]),
+    ("openvino", "cuda", EVERYTHING, [OPENVINO, CPU]),
+    ("cuda", "cpu", EVERYTHING, [CUDA, CPU]),  # named explicitly: the user's choice
+])
+def test_choose_providers(requested, device, available, want):
+    assert choose_providers(requested, device, available) == want
+
+
+def test_choose_providers_errors_name_the_problem():
+    with pytest.raises(BackendError, match="unknown ONNX Runtime provider 'openvno'"):
+        choose_providers("openvno", "cpu", EVERYTHING)
+    with pytest.raises(BackendError, match="OpenVINOExecutionProvider is not installed.*onnxruntime-openvino"):
+        choose_providers("openvino", "cpu", [CPU])
+
+
+def test_provider_options():
+    assert provider_options(OPENVINO, None) == {"device_type": "CPU", "precision": "FP32"}
+    assert provider_options(OPENVINO, 2)["num_of_threads"] == "2"
+    assert provider_options(CPU, 2) == {}
+
+
+def test_create_backend_rejects_an_unknown_provider():
+    with pytest.raises(BackendError, match="unknown ONNX Runtime provider"):
+        create_backend("onnxruntime", preset="compact", ort_provider="gpu")
+
+
+def _conv_model() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """A 3D convolution then a ReLU: (1, 2, 3, 4, 5) -> (1, 3, 3, 4, 5), the logits' rank."""
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((3, 2, 1, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], pads=[0, 1, 1, 0, 1, 1]),
+             helper.make_node("Relu", ["y"], ["logits"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4, 5])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 3, 4, 5])],
+                              [numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
+    return model, {"x": rng.standard_normal((1, 2, 3, 4, 5)).astype(np.float32)}
+
+
+def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=[CPU])
+    return session.run(None, feeds)[0]
+
+
+def test_output_class_axis_last_is_exact_and_views_back():
+    model, feeds = _conv_model()
+    ref = _run(model, feeds)
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    perm = output_class_axis_last(rewritten, "logits")
+    onnx.checker.check_model(rewritten, full_check=True)  # the declared output shape agrees
+    got = _run(rewritten, feeds)
+    assert perm == (0, 4, 1, 2, 3)
+    assert got.shape == (1, 3, 4, 5, 3)
+    np.testing.assert_array_equal(got, np.ascontiguousarray(ref.transpose(0, 2, 3, 4, 1)))
+    np.testing.assert_array_equal(got.transpose(perm), ref)
+    assert [d.dim_value for d in rewritten.graph.output[0].type.tensor_type.shape.dim] == [1, 3, 4, 5, 3]
+
+
+def test_output_class_axis_last_errors():
+    model, _ = _conv_model()
+    with pytest.raises(ValueError, match="no output 'ssc'"):
+        output_class_axis_last(model, "ssc")

@@ -17,7 +17,7 @@ from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = 'occdepth_ros'
 # Launch argument -> node parameter, passed only when not empty.
-PARAMETER_ARGS = ('checkpoint', 'preset', 'backend', 'device', 'calib_file', 'frame_id')
+PARAMETER_ARGS = ('checkpoint', 'preset', 'backend', 'ort_provider', 'device', 'calib_file', 'frame_id')
 # Launch argument -> the node's input topic it remaps.
 REMAP_ARGS = {
     'left_image': 'left/image_rect',
@@ -54,6 +54,8 @@ def generate_launch_description():
         DeclareLaunchArgument('checkpoint', default_value='', description='weights; empty: shipped default'),
         DeclareLaunchArgument('preset', default_value='', description='model preset for official .ckpt files'),
         DeclareLaunchArgument('backend', default_value='', description='torch | onnxruntime | tensorrt (ONNX exported and cached on first use)'),
+        DeclareLaunchArgument('ort_provider', default_value='',
+                              description='onnxruntime: openvino | cpu | cuda | tensorrt; empty: the best installed'),
         DeclareLaunchArgument('device', default_value='', description='cpu or cuda'),
         DeclareLaunchArgument('calib_file', default_value='', description='KITTI calib.txt / stereo YAML'),
         DeclareLaunchArgument('frame_id', default_value='', description='frame of the voxel grid'),

@@ -74,6 +74,7 @@ def test_from_dict_unknown_parameter():
     ({"backend": "tflite"}, "backend"),
     ({"backend": "tensorrt"}, "device"),  # TensorRT needs a CUDA device
     ({"precision": "int8"}, "precision"),
+    ({"ort_provider": "openvno"}, "ort_provider"),
     ({"checkpoint": "/nonexistent/model.onnx"}, "checkpoint"),  # an exported file needs onnxruntime/tensorrt
     ({"device": "gpu"}, "device"),
     ({"threads": -1}, "threads"),

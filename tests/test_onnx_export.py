@@ -24,12 +24,14 @@ from occdepth_ros.inference import StereoInference
 from occdepth_ros.model.config import config_from_dict, load_preset
 from occdepth_ros.model.occdepth import OccDepth
 from occdepth_ros.resources import default_model_path
+from occdepth_ros.runtime import ort_backend
 from occdepth_ros.runtime.ort_backend import OrtBackend, available_providers
 from occdepth_ros.runtime.ort_providers import CPU, OPENVINO
 
 # ORT's own CPU provider always; OpenVINO's where onnxruntime-openvino is installed (x86-64)
-PROVIDERS = [[CPU], pytest.param([OPENVINO, CPU], marks=pytest.mark.skipif(
-    OPENVINO not in available_providers(), reason="the OpenVINO provider needs onnxruntime-openvino (x86-64 only)"))]
+NEEDS_OPENVINO = pytest.mark.skipif(OPENVINO not in available_providers(),
+                                    reason="the OpenVINO provider needs onnxruntime-openvino (x86-64 only)")
+PROVIDERS = [[CPU], pytest.param([OPENVINO, CPU], marks=NEEDS_OPENVINO)]
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +134,7 @@ def test_cpu_rewrites_apply_in_memory_only(default_export, kitti_calibration) ->
     assert path.read_bytes() == before
 
 
-@pytest.mark.skipif(OPENVINO not in available_providers(),
-                    reason="the OpenVINO provider needs onnxruntime-openvino (x86-64 only)")
+@NEEDS_OPENVINO
 def test_openvino_gets_class_last_logits_in_memory_only(default_export, kitti_calibration) -> None:
     """OpenVINO runs the graph with the logits class-last and the backend views them back
     (values: test_default_model_onnxruntime_matches_torch); the file is untouched."""
@@ -148,6 +149,30 @@ def test_openvino_gets_class_last_logits_in_memory_only(default_export, kitti_ca
     assert logits.shape[1] == backend.cfg.n_classes and not logits.is_contiguous()
     assert logits.permute(0, 2, 3, 4, 1).is_contiguous()  # what OpenVINO wrote: class axis innermost
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("providers,rewrite", [([CPU], "optimize_for_cpu"),
+                                               pytest.param([OPENVINO, CPU], "output_class_axis_last",
+                                                            marks=NEEDS_OPENVINO)])
+def test_a_failed_rewrite_runs_the_graph_as_exported(default_export, kitti_calibration, monkeypatch, caplog,
+                                                     providers, rewrite) -> None:
+    """A rewrite that raises is logged and skipped; the backend still runs (an
+    optimisation must not stop the node)."""
+    model, path = default_export
+
+    def broken(*_args, **_kwargs):
+        raise ValueError("broken rewrite")
+
+    monkeypatch.setattr(ort_backend, rewrite, broken)
+    backend = OrtBackend(path, providers=providers)
+    assert "broken rewrite" in caplog.text and "running the graph as exported" in caplog.text
+    assert backend.rewrites is None and "rewrites" not in backend.describe() and "class-last" not in backend.describe()
+    engine, reference = StereoInference(backend), StereoInference(model)
+    for e in (engine, reference):
+        e.set_calibration(kitti_calibration)
+    logits = engine.logits(stereo_pair(0))
+    assert logits.is_contiguous()  # the exported layout: nothing to view back
+    assert (logits.argmax(1) == reference.logits(stereo_pair(0)).argmax(1)).double().mean() >= 0.9999
 
 
 def test_one_file_serves_another_calibration(default_export, kitti_calibration) -> None:

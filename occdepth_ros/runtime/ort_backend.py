@@ -7,8 +7,9 @@ is ort_providers'."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from .ort_providers import CPU, GPU_PREFERENCE, OPENVINO, provider_options
 from occdepth_export.spec import INPUT_NAMES, META_CONFIG, META_FORMAT, META_FORMAT_VALUE, OUTPUT_SSC_LOGIT
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MISSING_ORT = ("backend 'onnxruntime' needs the onnxruntime package (pip install onnxruntime-openvino on x86-64, "
                "else onnxruntime)")
@@ -144,27 +146,25 @@ def _load_checked(path: Path) -> tuple[Any, ModelConfig]:
     return model, config_from_text(path, {p.key: p.value for p in model.metadata_props})
 
 
-def _class_last_for_openvino(path: Path) -> tuple[str | bytes, tuple[int, ...] | None]:
-    """The file's graph with the logits class-last (ort_openvino_graph), serialized, and
-    the perm that views them back."""
-    model, _ = _load_checked(path)
+def _rewritten(path: Path, what: str, rewrite: Callable[[Any, ModelConfig], T]) -> tuple[str | bytes, T | None]:
+    """The file's graph after ``rewrite`` (in place on the ModelProto; its result comes
+    back), serialized for InferenceSession; the file's own path if the rewrite fails."""
+    model, cfg = _load_checked(path)
     try:
-        perm = output_class_axis_last(model, OUTPUT_SSC_LOGIT)
+        result = rewrite(model, cfg)
     except Exception as exc:  # noqa: BLE001 - an optimisation must not stop the backend
-        log.warning("%s: OpenVINO graph rewrite failed (%s); running the graph as exported", path, exc)
+        log.warning("%s: %s graph rewrites failed (%s); running the graph as exported", path, what, exc)
         return str(path), None
-    return model.SerializeToString(), perm
+    return model.SerializeToString(), result
 
 
 def _rewritten_for_cpu(path: Path) -> tuple[str | bytes, RewriteReport | None]:
-    """The file's graph with the CPU rewrites, serialized for InferenceSession."""
-    model, cfg = _load_checked(path)
-    try:
-        report = optimize_for_cpu(model, cfg.grid.dims)
-    except Exception as exc:  # noqa: BLE001 - an optimisation must not stop the backend
-        log.warning("%s: CPU graph rewrites failed (%s); running the graph as exported", path, exc)
-        return str(path), None
-    return model.SerializeToString(), report
+    return _rewritten(path, "CPU", lambda model, cfg: optimize_for_cpu(model, cfg.grid.dims))
+
+
+def _class_last_for_openvino(path: Path) -> tuple[str | bytes, tuple[int, ...] | None]:
+    """The logits class-last (ort_openvino_graph) and the perm that views them back."""
+    return _rewritten(path, "OpenVINO", lambda model, _: output_class_axis_last(model, OUTPUT_SSC_LOGIT))
 
 
 def _numpy(t: torch.Tensor, dtype) -> np.ndarray:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from occdepth_ros.runtime import BackendError, create_backend
 from occdepth_ros.runtime.ort_openvino_graph import output_class_axis_last
 from occdepth_ros.runtime.ort_providers import CPU, CUDA, OPENVINO, TENSORRT, choose_providers, provider_options
+from test_ort_cpu_graph import make_model, run
 
 EVERYTHING = [TENSORRT, CUDA, OPENVINO, CPU]
 
@@ -55,26 +55,20 @@ def _conv_model() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     weight = rng.standard_normal((3, 2, 1, 3, 3)).astype(np.float32)
     nodes = [helper.make_node("Conv", ["x", "w"], ["y"], pads=[0, 1, 1, 0, 1, 1]),
              helper.make_node("Relu", ["y"], ["logits"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4, 5])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 3, 4, 5])],
-                              [numpy_helper.from_array(weight, "w")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
+    model = make_model(nodes, {"x": (1, 2, 3, 4, 5)}, ["logits"], {"w": weight})
+    # the rewrite reads the output's declared rank
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 3, 4, 5]))
     return model, {"x": rng.standard_normal((1, 2, 3, 4, 5)).astype(np.float32)}
-
-
-def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    session = ort.InferenceSession(model.SerializeToString(), providers=[CPU])
-    return session.run(None, feeds)[0]
 
 
 def test_output_class_axis_last_is_exact_and_views_back():
     model, feeds = _conv_model()
-    ref = _run(model, feeds)
+    ref = run(model, feeds)[0]
     rewritten = onnx.ModelProto()
     rewritten.CopyFrom(model)
     perm = output_class_axis_last(rewritten, "logits")
     onnx.checker.check_model(rewritten, full_check=True)  # the declared output shape agrees
-    got = _run(rewritten, feeds)
+    got = run(rewritten, feeds)[0]
     assert perm == (0, 4, 1, 2, 3)
     assert got.shape == (1, 3, 4, 5, 3)
     np.testing.assert_array_equal(got, np.ascontiguousarray(ref.transpose(0, 2, 3, 4, 1)))

@@ -20,7 +20,7 @@ from ..model.config import ConfigError, ModelConfig, config_from_dict
 from .base import BackendError
 from .ort_cpu_graph import RewriteReport, optimize_for_cpu
 from .ort_openvino_graph import output_class_axis_last
-from .ort_providers import CPU, GPU_PREFERENCE, OPENVINO, provider_options
+from .ort_providers import CPU, OPENVINO, by_preference, provider_options
 from occdepth_export.spec import INPUT_NAMES, META_CONFIG, META_FORMAT, META_FORMAT_VALUE, OUTPUT_SSC_LOGIT
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class OrtBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         available = ort.get_available_providers()
         if providers == "auto":
-            chosen = [p for p in GPU_PREFERENCE if p in available]
+            chosen = by_preference(available)
         else:
             chosen = [providers] if isinstance(providers, str) else list(providers)
             missing = [p for p in chosen if p not in available]

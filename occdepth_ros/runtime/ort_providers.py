@@ -29,6 +29,11 @@ ORT_PROVIDER_CHOICES = ("", *SHORT_NAMES)
 OPENVINO_CPU_OPTIONS = {"device_type": "CPU", "precision": "FP32"}
 
 
+def by_preference(available: Sequence[str], preference: Sequence[str] = GPU_PREFERENCE) -> list[str]:
+    """The installed providers among ``preference``, in its order (best first)."""
+    return [p for p in preference if p in available]
+
+
 def choose_providers(requested: str, device: str, available: Sequence[str]) -> list[str]:
     """The providers for a session, best first, CPU last as the fallback for any node
     the first cannot run. ``requested``: a short name or "" (best installed for
@@ -44,7 +49,7 @@ def choose_providers(requested: str, device: str, available: Sequence[str]) -> l
         best = name
     else:
         preference = CPU_PREFERENCE if device == "cpu" else GPU_PREFERENCE
-        best = next((p for p in preference if p in available), CPU)
+        best = next(iter(by_preference(available, preference)), CPU)
     return [best] if best == CPU else [best, CPU]
 
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers.dds import localhost_only
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "occdepth"
+DATA = Path(__file__).resolve().parent / "data"
+
+localhost_only()
 
 
 @pytest.fixture(scope="session")
 def official_tsv():
-    """Path of an official state-dict listing in ../shared (CI checks out shared/ beside the repo)."""
+    """Path of an official state-dict listing (facts about the released checkpoints, shipped in tests/data)."""
 
     def get(name: str) -> Path:
-        path = SHARED / f"official_state_dict_{name}.tsv"
-        if not path.is_file():
-            pytest.skip(f"official listing {path} is not available (../shared/occdepth missing)")
-        return path
+        return DATA / f"official_state_dict_{name}.tsv"
 
     return get
 

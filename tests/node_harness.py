@@ -20,8 +20,9 @@ from std_msgs.msg import UInt8MultiArray
 from occdepth_ros.data.kitti_odometry import KittiSequence
 from occdepth_ros.data.synth.cli import main as synth_main
 from occdepth_ros.node.ros_node import OccDepthNode
+from helpers.dds import domain_id
 
-DOMAIN_ID = 57  # keep the node tests' DDS traffic away from other tests and machines' defaults
+DOMAIN_ID = domain_id("node_harness")
 TIMEOUT_S = 60.0
 
 

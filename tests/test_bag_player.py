@@ -27,6 +27,7 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from occdepth_ros.data.synth import cli as synth_cli  # noqa: E402
 from occdepth_ros.tools import bag_player, kitti2bag  # noqa: E402
 from occdepth_ros.tools.bag_player import BagPlayer, PlayerError  # noqa: E402
+from helpers.dds import domain_id
 
 pytestmark = pytest.mark.filterwarnings("ignore:module 'sre_:DeprecationWarning")  # lark, via rosidl
 
@@ -34,7 +35,7 @@ FRAMES = 3
 BAG_SPAN_S = 0.2  # synth times.txt: 0.0, 0.1, 0.2
 TYPES = {"/left/image_rect": Image, "/right/image_rect": Image,
          "/left/camera_info": CameraInfo, "/right/camera_info": CameraInfo}
-DOMAIN_ID = 101 + os.getpid() % 100  # 101..200, below Fast DDS's limit of 232
+DOMAIN_ID = domain_id("bag_player")
 WAIT_S = 5.0
 
 

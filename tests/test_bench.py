@@ -14,10 +14,11 @@ from occdepth_ros.bench.cli import JSON_NAME, MARKDOWN_NAME, PNG_NAME, main
 from occdepth_ros.bench.micro import MESSAGE_COUNTS, MESSAGE_KINDS
 from occdepth_ros.bench.pipeline import STAGES
 from occdepth_ros.bench.report import FAIL, LIFT_TARGET_PRESETS, NA, PASS
+from helpers.dds import domain_id
 
 pytestmark = pytest.mark.filterwarnings("ignore:module 'sre_:DeprecationWarning")  # lark, via rosidl
 
-DOMAIN_ID = 79  # away from the node test's domain
+DOMAIN_ID = domain_id("bench")
 TARGET_COUNT = 3 + len(LIFT_TARGET_PRESETS)  # non-network share, PointCloud2, ORT, one per lift preset
 
 

@@ -21,8 +21,9 @@ from occdepth_ros.node.stereo_sync import stamp_to_ns
 from occdepth_ros.resources import default_model_path
 from occdepth_ros.tools.kitti2bag import ConvertOptions, convert
 from occdepth_ros.tools.node_on_bag import NodeOnBag
+from helpers.dds import domain_id
 
-DOMAIN_ID = 61  # test_node_ros uses 57 and 58
+DOMAIN_ID = domain_id("end_to_end")
 FRAMES = 3
 RATE = 0.1  # 1 Hz: slower than inference, so every frame is processed
 START_NS = 1_750_000_000 * 10**9

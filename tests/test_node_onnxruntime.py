@@ -16,8 +16,9 @@ from occdepth_ros.inference import StereoInference
 from occdepth_ros.resources import CACHE_ENV, default_model_path
 from occdepth_ros.runtime.ort_backend import OrtBackend
 from node_harness import Harness, image_msg, small_sequence
+from helpers.dds import domain_id
 
-DOMAIN_ID = 59  # test_node_ros uses 57 and 58
+DOMAIN_ID = domain_id("node_onnxruntime")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo
 
-from node_harness import DOMAIN_ID, TIMEOUT_S, Harness, image_msg, small_sequence
+from helpers.dds import domain_id
+from node_harness import TIMEOUT_S, Harness, image_msg, small_sequence
 from occdepth_ros.data.images import read_rgb
 from occdepth_ros.data.kitti_odometry import KittiSequence
 
@@ -139,7 +140,7 @@ def camera_infos(sequence: KittiSequence, stamp_ns: int, width: int, height: int
 @pytest.fixture(scope="module")
 def info_harness(sequence):
     tr = sequence.calib()["Tr"]
-    h = Harness({"calib_file": "", "grid_to_camera": [float(v) for v in tr.ravel()]}, domain_id=DOMAIN_ID + 1)
+    h = Harness({"calib_file": "", "grid_to_camera": [float(v) for v in tr.ravel()]}, domain_id=domain_id("node_harness_camera_info"))
     try:
         time.sleep(1.0)
         yield h

@@ -1,11 +1,9 @@
-"""Checkpoint loading: strict, restricted, with readable errors."""
+"""Checkpoint loading: strict, with readable errors. Official Lightning files and
+refused globals: test_lightning_checkpoint.py."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
-import types
 import zipfile
 
 import pytest
@@ -19,96 +17,6 @@ from occdepth_ros.model import OccDepth, load_preset
 def compact_model() -> OccDepth:
     torch.manual_seed(0)
     return OccDepth(load_preset("compact")).eval()
-
-
-def _stand_in_module(name: str) -> types.ModuleType:
-    parts = name.split(".")
-    for i in range(1, len(parts) + 1):
-        sys.modules.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
-    return sys.modules[name]
-
-
-def _stand_in_class(module: str, name: str, base: type = object) -> type:
-    cls = type(name, (base,), {})
-    cls.__module__ = module
-    setattr(_stand_in_module(module), name, cls)
-    return cls
-
-
-def fake_lightning_checkpoint(path, state_dict) -> None:
-    """A file shaped like PyTorch Lightning 1.4 writes it for OccDepth: hyper-parameters
-    in an AttributeDict (a dict subclass) holding an OmegaConf DictConfig (with a
-    dataclass metadata object and typing.Any), callback states keyed by the callback
-    class, a MultiStepLR whose milestones are a Counter. The classes come from stand-in
-    modules that do not exist when the file is loaded."""
-    import collections
-    import typing
-
-    before = set(sys.modules)
-    try:
-        attribute_dict = _stand_in_class("pytorch_lightning.utilities.parsing", "AttributeDict", dict)
-        model_checkpoint = _stand_in_class("pytorch_lightning.callbacks.model_checkpoint", "ModelCheckpoint")
-        dict_config = _stand_in_class("omegaconf.dictconfig", "DictConfig")
-        metadata = _stand_in_class("omegaconf.base", "ContainerMetadata")
-        meta = metadata()
-        meta.ref_type, meta.object_type, meta.key_type = typing.Any, dict, typing.Any
-        config = dict_config()
-        config.__dict__.update({"_metadata": meta, "_content": {"feature": 32}, "_parent": None})
-        hparams = attribute_dict(config=config, class_weights=torch.ones(20, dtype=torch.float64),
-                                 project_res=["1", "2", "4", "8"])
-        torch.save(
-            {
-                "epoch": 29,
-                "global_step": 115020,
-                "pytorch-lightning_version": "1.4.9",
-                "state_dict": state_dict,
-                "callbacks": {model_checkpoint: {"best_model_score": torch.tensor(12.84),
-                                                 "best_model_path": "/x/epoch=029.ckpt"}},
-                "optimizer_states": [{"state": {0: {"exp_avg": torch.zeros(3)}},
-                                      "param_groups": [{"lr": 2e-4, "betas": (0.9, 0.999)}]}],
-                "lr_schedulers": [{"milestones": collections.Counter({18: 1, 24: 1}), "gamma": 0.4}],
-                "hparams_name": "kwargs",
-                "hyper_parameters": hparams,
-            },
-            path,
-        )
-    finally:
-        for name in set(sys.modules) - before:
-            del sys.modules[name]
-
-
-def test_lightning_checkpoint_loads_strictly(tmp_path, compact_model) -> None:
-    path = tmp_path / "official.ckpt"
-    fake_lightning_checkpoint(path, compact_model.state_dict())
-    model = load_model(path, preset="compact")
-    for (k, a), b in zip(compact_model.state_dict().items(), model.state_dict().values()):
-        assert torch.equal(a, b), k
-    _, cfg, meta = load_checkpoint(path)
-    assert cfg is None and meta["epoch"] == 29
-
-
-class _System:
-    def __reduce__(self):
-        return (os.system, ("echo pwned > /dev/null",))
-
-
-class _Eval:
-    def __reduce__(self):
-        return (eval, ("1 + 1",))
-
-
-class _Getattr:
-    def __reduce__(self):
-        return (getattr, (1, "real"))
-
-
-@pytest.mark.parametrize("payload, name", [(_System(), "system"), (_Eval(), r"(__builtin__|builtins)\.eval"),
-                                           (_Getattr(), r"(__builtin__|builtins)\.getattr")])
-def test_malicious_pickle_is_refused(tmp_path, payload, name) -> None:
-    path = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {"w": torch.zeros(1)}, "x": payload}, path)
-    with pytest.raises(CheckpointError, match=f"refusing to load '.*{name}'"):
-        load_checkpoint(path)
 
 
 def test_wrong_architecture_is_reported(tmp_path, compact_model) -> None:

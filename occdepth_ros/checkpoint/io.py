@@ -14,6 +14,7 @@ from ..model.config import ConfigError, ModelConfig, config_from_dict, load_pres
 from ..model.occdepth import OccDepth
 from ..resources import default_model_path
 from .errors import CheckpointError
+from .lightning import plain
 from .restricted_unpickler import load_torch_zip
 from .state_dict import check_state_dict
 
@@ -65,6 +66,8 @@ def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if isinstance(obj, dict) and "state_dict" in obj:
         sd, meta = obj["state_dict"], {k: v for k, v in obj.items() if k in ("epoch", "global_step")}
         meta["pytorch-lightning_version"] = obj.get("pytorch-lightning_version")
+        if "hyper_parameters" in obj:  # read back as plain data; nothing in it is run
+            meta["hyper_parameters"] = plain(obj["hyper_parameters"])
     elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         sd, meta = obj, {}
     else:
@@ -76,7 +79,8 @@ def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig | None, dict[str, Any]]:
     """(state_dict, config or None, meta). Official checkpoints carry no usable config:
-    their hyper-parameters are OmegaConf objects that are never executed."""
+    their hyper-parameters are OmegaConf objects that are never executed; ``meta``
+    holds them read back as plain data (``meta["hyper_parameters"]``)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")

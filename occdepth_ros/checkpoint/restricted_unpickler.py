@@ -9,6 +9,7 @@ placeholders that run nothing. Any other global is refused with its name.
 
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import importlib
 import io
@@ -58,6 +59,9 @@ class Opaque(dict):
     (list subclasses), so the rest of the file can be read."""
 
     pickled_name = "?"
+    args: tuple = ()
+    kwargs: dict = {}
+    state: Any = None  # class defaults: NEWOBJ builds instances without calling __init__
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
@@ -67,10 +71,10 @@ class Opaque(dict):
         self.state = state
 
     def append(self, item: Any) -> None:
-        self.items_list.append(item)
+        self.__dict__.setdefault("items_list", []).append(item)
 
     def extend(self, items: Any) -> None:
-        self.items_list.extend(items)
+        self.__dict__.setdefault("items_list", []).extend(items)
 
     def __hash__(self) -> int:  # type: ignore[override]
         return id(self)
@@ -115,7 +119,7 @@ def _allowed(module: str, name: str) -> Any:
         return torch.device
     if module == "collections" and name in ("OrderedDict", "Counter", "defaultdict", "deque"):
         return getattr(collections, name)  # MultiStepLR keeps its milestones in a Counter
-    if module in ("builtins", "__builtin__") and name in _SAFE_BUILTINS:
+    if module == "builtins" and name in _SAFE_BUILTINS:
         return _SAFE_BUILTINS[name]
     if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name in ("_reconstruct", "scalar"):
         return getattr(importlib.import_module("numpy._core.multiarray" if np.__version__ >= "2" else
@@ -129,17 +133,37 @@ def _allowed(module: str, name: str) -> Any:
     return None
 
 
+def stream_protocol(data: bytes) -> int:
+    """The pickle protocol a stream declares (its PROTO opcode); 0 or 1 when it has none."""
+    return data[1] if len(data) > 1 and data[0] == pickle.PROTO[0] else 0
+
+
+def python3_name(module: str, name: str) -> tuple[str, str]:
+    """A Python 2 global name as Python 3 spells it, mapped exactly as the standard
+    unpickler maps it for protocols below 3 (torch.save writes protocol 2, so the class
+    ``int`` arrives as ``__builtin__.long`` and ``str`` as ``__builtin__.unicode``)."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, data: bytes, storages: "StorageReader", source: str) -> None:
         super().__init__(io.BytesIO(data))
         self._storages = storages
         self._source = source
+        self._python2_names = stream_protocol(data) < 3
 
     def find_class(self, module: str, name: str) -> Any:
-        obj = _allowed(module, name)
+        # Overriding find_class skips the standard Python 2 name mapping, so do it here,
+        # before the allow-list sees the name.
+        mapped = python3_name(module, name) if self._python2_names else (module, name)
+        obj = _allowed(*mapped)
         if obj is None:
+            spelled = f"{module}.{name}"
+            as_py3 = "" if mapped == (module, name) else f" (Python 3: '{mapped[0]}.{mapped[1]}')"
             raise CheckpointError(
-                f"{self._source}: refusing to load '{module}.{name}': a checkpoint may only hold "
+                f"{self._source}: refusing to load '{spelled}'{as_py3}: a checkpoint may only hold "
                 "tensors, plain containers and inert OmegaConf/Lightning metadata"
             )
         return obj
@@ -147,7 +171,9 @@ class RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> torch.Tensor:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             raise CheckpointError(f"{self._source}: unsupported persistent id {pid!r:.80}")
-        storage_type, key, numel = pid[1], str(pid[2]), int(pid[4])  # pid[3]: device, unused
+        # pid[3] is where the storage lived when saved ("cpu", "cuda:0" for a file written
+        # during GPU training); every storage is read into CPU memory regardless.
+        storage_type, key, numel = pid[1], str(pid[2]), int(pid[4])
         if not isinstance(storage_type, _StorageType):
             raise CheckpointError(f"{self._source}: unsupported storage type {storage_type!r}")
         return self._storages.read(key, storage_type.dtype, numel)

@@ -23,6 +23,11 @@ PARTS = (
     ("depth net (OAD)", "flosp_depth."),
 )
 
+# The entries of an official training config that decide the architecture.
+OFFICIAL_CONFIG_KEYS = ("dataset", "backbone_2d_name", "feature", "feature_2d_oc", "full_scene_size",
+                        "project_scale", "n_classes", "multi_view_mode", "trans_2d_to_3d", "context_prior",
+                        "cascade_cls")
+
 
 def key_lines(sd: dict[str, torch.Tensor]) -> list[str]:
     return [f"{k}\t{tuple(v.shape)}\t{v.dtype}" for k, v in sd.items()]
@@ -76,8 +81,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if sd is not None:
             print(f"checkpoint: {args.checkpoint}\n  entries: {len(sd)}\n  looks like: {describe_checkpoint(sd)}")
-            if meta:
-                print(f"  meta: {meta}")
+            hparams = meta.get("hyper_parameters")
+            scalars = {k: v for k, v in meta.items() if k != "hyper_parameters"}
+            if scalars:
+                print(f"  meta: {scalars}")
+            if isinstance(hparams, dict) and isinstance(hparams.get("config"), dict):
+                official = hparams["config"]
+                shown = {k: official[k] for k in OFFICIAL_CONFIG_KEYS if k in official}
+                print(f"  training config: {shown}")
         if cfg is None:
             print("no config: pass --preset to see the model this checkpoint would load into")
             return 0

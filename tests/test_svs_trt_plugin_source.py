@@ -33,6 +33,8 @@ BUILD_TIMEOUT_S = 900
 PARSER_ATTRIBUTES = {"plugin_namespace", "plugin_version"}  # read by TensorRT's parser, not fields
 # ONNX attribute type -> (PluginFieldType the ONNX parser passes, length) for this node.
 FIELD_TYPES = {"grid": ("kINT32", 3), "gate_scale": ("kFLOAT32", 1), "num_scales": ("kINT32", 1)}
+# Fields the plugin serialises that are no node attribute: set when the builder configures it.
+SERIAL_ONLY_FIELDS = {"gated": ("kINT32", 1)}
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +69,14 @@ def test_fields_are_the_node_attributes(string_constants, field_uses) -> None:
     schema = onnx.defs.get_schema(spec.OP_NAME, spec.OP_VERSION, spec.OP_DOMAIN)
     node_attributes = set(schema.attributes) - PARSER_ATTRIBUTES
     declared = {value for name, value in string_constants.items() if name.startswith("kField")}
-    assert declared == node_attributes == set(FIELD_TYPES)
+    assert declared - set(SERIAL_ONLY_FIELDS) == node_attributes == set(FIELD_TYPES)
     # Each field is advertised by the creator (getFieldNames) and written by
     # getFieldsToSerialize, with the type the ONNX parser uses (INTS/INT -> kINT32).
     for field, expected in FIELD_TYPES.items():
         uses = [(ftype, length) for name, ftype, length in field_uses if name == field]
         assert uses == [expected, expected], (field, uses)
+    for field, expected in SERIAL_ONLY_FIELDS.items():  # written by getFieldsToSerialize only
+        assert [(t, n) for name, t, n in field_uses if name == field] == [expected], field
     attr_type = onnx.defs.OpSchema.AttrType
     kinds = {name: schema.attributes[name].type for name in FIELD_TYPES}
     assert kinds == {"grid": attr_type.INTS, "gate_scale": attr_type.FLOAT, "num_scales": attr_type.INT}

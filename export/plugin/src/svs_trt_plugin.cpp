@@ -9,6 +9,9 @@
 //   inputs  features[0..S-1] (B,V,C,h_s,w_s) float|half, pixel_index (B,V,S,N) int32,
 //           [depth_prob (B,V,D,h_d,w_d) float, depth_coords (B,V,N,3) float]  (both or neither)
 //   attrs   grid INTS (X,Y,Z), gate_scale FLOAT, num_scales INT (S)
+// An engine also records "gated" (INT 0/1, whether depth_prob/depth_coords are inputs),
+// set when the builder configures the plugin: enqueue reads it from the plugin's own
+// fields, never from a call it cannot count on (onShapeChange).
 //   output  (B,C,X,Y,Z), the features' dtype
 // The identity strings and field names below must match export/occdepth_export/spec.py and
 // the exporter's attributes; tests/test_svs_trt_plugin_source.py checks that.
@@ -62,7 +65,10 @@ constexpr char kPluginNamespace[] = "occdepth";      // spec.PLUGIN_NAMESPACE (=
 constexpr char kFieldGrid[] = "grid";             // INTS (X, Y, Z)
 constexpr char kFieldGateScale[] = "gate_scale";  // FLOAT
 constexpr char kFieldNumScales[] = "num_scales";  // INT (S)
-constexpr int32_t kNumFields = 3;
+constexpr char kFieldGated[] = "gated";           // INT 0/1; serialised only (not a node attribute)
+constexpr int32_t kNumNodeFields = 3;             // grid, gate_scale, num_scales
+constexpr int32_t kNumSerialFields = 4;           // the node's fields and gated
+constexpr int32_t kGateUnknown = -1;              // before configurePlugin at build time
 constexpr float kDefaultGateScale = 100.0f;  // the released model's factor (spec)
 
 constexpr int32_t kFeatureRank = 5;      // (B, V, C, h_s, w_s)
@@ -126,15 +132,17 @@ struct Reason {
   }
 };
 
-// --- configuration (the plugin's only state besides the input count) --------------------
+// --- configuration (the plugin's only state) ----------------------------------------------
 struct SvsPluginConfig {
   int32_t grid[3] = {0, 0, 0};
   int32_t num_scales = 0;
   float gate_scale = kDefaultGateScale;
+  int32_t gated = kGateUnknown;  // 0 or 1 once known
 
   int64_t voxels() const noexcept {
     return static_cast<int64_t>(grid[0]) * grid[1] * grid[2];
   }
+  int32_t num_inputs() const noexcept { return num_scales + 1 + (gated == 1 ? kGateInputs : 0); }
 };
 
 // INTS/INT attributes arrive as kINT32 from the ONNX parser (it narrows int64); kINT64 is
@@ -170,7 +178,8 @@ bool read_float(const PluginField& field, float* value, Reason* why) noexcept {
 }
 
 // Fields from the ONNX parser (build phase) or from getFieldsToSerialize (runtime phase).
-// grid and num_scales are required; gate_scale defaults to 100. Unknown names are ignored.
+// grid and num_scales are required; gate_scale defaults to 100; gated is unknown until
+// configurePlugin unless given. Unknown names are ignored.
 bool parse_fields(const PluginFieldCollection* fc, SvsPluginConfig* config, Reason* why) noexcept {
   if (fc == nullptr || (fc->nbFields > 0 && fc->fields == nullptr))
     return why->fail("no plugin field collection");
@@ -197,6 +206,11 @@ bool parse_fields(const PluginFieldCollection* fc, SvsPluginConfig* config, Reas
     } else if (std::strcmp(field.name, kFieldGateScale) == 0) {
       if (!read_float(field, &config->gate_scale, why)) return false;
       if (!std::isfinite(config->gate_scale)) return why->fail("gate_scale is not finite");
+    } else if (std::strcmp(field.name, kFieldGated) == 0) {
+      int64_t gated;
+      if (!read_ints(field, &gated, 1, why)) return false;
+      if (gated != 0 && gated != 1) return why->fail("gated = %lld, expected 0 or 1", static_cast<long long>(gated));
+      config->gated = static_cast<int32_t>(gated);
     }
   }
   if (!have_grid) return why->fail("required field '%s' (INTS, X Y Z) is missing", kFieldGrid);
@@ -274,7 +288,7 @@ class SvsPlugin final : public nvinfer1::IPluginV3,
  public:
   explicit SvsPlugin(const SvsPluginConfig& config) noexcept : config_(config) {}
   // The serialised fields point into the object that built them, so a copy rebuilds its own.
-  SvsPlugin(const SvsPlugin& other) noexcept : config_(other.config_), num_inputs_(other.num_inputs_) {}
+  SvsPlugin(const SvsPlugin& other) noexcept : config_(other.config_) {}
   SvsPlugin& operator=(const SvsPlugin&) = delete;
   ~SvsPlugin() override = default;
 
@@ -368,7 +382,7 @@ class SvsPlugin final : public nvinfer1::IPluginV3,
   // IPluginV3OneRuntime
   int32_t onShapeChange(const PluginTensorDesc* in, int32_t nbInputs, const PluginTensorDesc* out,
                         int32_t nbOutputs) noexcept override {
-    return remember_shapes(in, nbInputs, out, nbOutputs, "onShapeChange");
+    return remember_shapes(in, nbInputs, out, nbOutputs, "onShapeChange");  // a check; enqueue needs none
   }
 
   int32_t enqueue(const PluginTensorDesc* inputDesc, const PluginTensorDesc* outputDesc, const void* const* inputs,
@@ -379,8 +393,12 @@ class SvsPlugin final : public nvinfer1::IPluginV3,
       logger().log(Severity::kERROR, "enqueue: null descriptors or pointers");
       return 1;
     }
-    // enqueue is not told the input count; onShapeChange/configurePlugin recorded it.
-    if (!check_shapes(config_, inputDesc, num_inputs_, outputDesc, 1, &why)) {
+    // enqueue is not told the input count: the serialised gate flag gives it.
+    if (config_.gated == kGateUnknown) {
+      logger().log(Severity::kERROR, "enqueue: the gate is unknown (the plugin was never configured)");
+      return 1;
+    }
+    if (!check_shapes(config_, inputDesc, config_.num_inputs(), outputDesc, 1, &why)) {
       logger().log(Severity::kERROR, "enqueue: %s", why.text);
       return 1;
     }
@@ -408,7 +426,7 @@ class SvsPlugin final : public nvinfer1::IPluginV3,
                    static_cast<long long>(config_.voxels()));
       return 1;
     }
-    if (num_inputs_ == S + 1 + kGateInputs) {
+    if (config_.gated == 1) {
       const Dims& prob = inputDesc[S + 1].dims;
       params.depth_prob = static_cast<const float*>(inputs[S + 1]);
       params.depth_coords = static_cast<const float*>(inputs[S + 2]);
@@ -433,10 +451,13 @@ class SvsPlugin final : public nvinfer1::IPluginV3,
   }
 
   const PluginFieldCollection* getFieldsToSerialize() noexcept override {
+    if (config_.gated == kGateUnknown)  // the engine would not deserialise: say why now
+      logger().log(Severity::kERROR, "getFieldsToSerialize: the plugin was never configured, the gate is unknown");
     serial_fields_[0] = PluginField(kFieldGrid, config_.grid, PluginFieldType::kINT32, 3);
     serial_fields_[1] = PluginField(kFieldGateScale, &config_.gate_scale, PluginFieldType::kFLOAT32, 1);
     serial_fields_[2] = PluginField(kFieldNumScales, &config_.num_scales, PluginFieldType::kINT32, 1);
-    serial_collection_.nbFields = kNumFields;
+    serial_fields_[3] = PluginField(kFieldGated, &config_.gated, PluginFieldType::kINT32, 1);
+    serial_collection_.nbFields = kNumSerialFields;
     serial_collection_.fields = serial_fields_.data();
     return &serial_collection_;
   }
@@ -454,13 +475,18 @@ class SvsPlugin final : public nvinfer1::IPluginV3,
       logger().log(Severity::kERROR, "%s: %s", where, why.text);
       return 1;
     }
-    num_inputs_ = nb_inputs;
+    const int32_t gated = nb_inputs == config_.num_scales + 1 + kGateInputs ? 1 : 0;
+    if (config_.gated != kGateUnknown && config_.gated != gated) {
+      logger().log(Severity::kERROR, "%s: %d inputs, but the plugin was configured %s the gate", where, nb_inputs,
+                   config_.gated == 1 ? "with" : "without");
+      return 1;
+    }
+    config_.gated = gated;  // serialised, so a deserialised plugin knows its inputs
     return 0;
   }
 
   SvsPluginConfig config_;
-  int32_t num_inputs_ = 0;  // S + 1 or S + 3, set by configurePlugin / onShapeChange
-  std::array<PluginField, kNumFields> serial_fields_;
+  std::array<PluginField, kNumSerialFields> serial_fields_;
   PluginFieldCollection serial_collection_;
 };
 
@@ -472,7 +498,7 @@ class SvsPluginCreator final : public nvinfer1::IPluginCreatorV3One {
     field_names_[0] = PluginField(kFieldGrid, nullptr, PluginFieldType::kINT32, 3);
     field_names_[1] = PluginField(kFieldGateScale, nullptr, PluginFieldType::kFLOAT32, 1);
     field_names_[2] = PluginField(kFieldNumScales, nullptr, PluginFieldType::kINT32, 1);
-    field_collection_.nbFields = kNumFields;
+    field_collection_.nbFields = kNumNodeFields;
     field_collection_.fields = field_names_.data();
   }
 
@@ -487,7 +513,11 @@ class SvsPluginCreator final : public nvinfer1::IPluginCreatorV3One {
                                     nvinfer1::TensorRTPhase phase) noexcept override {
     SvsPluginConfig config;
     Reason why;
-    if (!parse_fields(fc, &config, &why)) {
+    const bool ok = parse_fields(fc, &config, &why) &&
+                    (phase == nvinfer1::TensorRTPhase::kBUILD || config.gated != kGateUnknown ||
+                     why.fail("field '%s' is missing: the engine was built by an older plugin; rebuild it",
+                              kFieldGated));
+    if (!ok) {
       logger().log(Severity::kERROR, "createPlugin(%s, %s phase): %s", name != nullptr ? name : "",
                    phase == nvinfer1::TensorRTPhase::kBUILD ? "build" : "runtime", why.text);
       return nullptr;
@@ -498,7 +528,7 @@ class SvsPluginCreator final : public nvinfer1::IPluginCreatorV3One {
   }
 
  private:
-  std::array<PluginField, kNumFields> field_names_;
+  std::array<PluginField, kNumNodeFields> field_names_;
   PluginFieldCollection field_collection_;
 };
 

@@ -23,6 +23,8 @@ try:
 except ImportError:
     HAVE_TRT = False
 
+ORIN_AGX = "Orin (16 SMs) on NVIDIA Jetson AGX Orin Developer Kit"
+
 
 @pytest.fixture
 def onnx_file(tmp_path) -> Path:
@@ -37,7 +39,7 @@ def onnx_file(tmp_path) -> Path:
 
 @pytest.fixture
 def key(onnx_file) -> EngineKey:
-    return EngineKey.for_build(onnx_file, "fp16", "10.3.0", "8.7", None)
+    return EngineKey.for_build(onnx_file, "fp16", "10.3.0", "8.7", None, gpu_model=ORIN_AGX)
 
 
 def test_key_fields(onnx_file, key, tmp_path) -> None:
@@ -46,7 +48,7 @@ def test_key_fields(onnx_file, key, tmp_path) -> None:
     assert key.plugin_sha256 == ""
     plugin = tmp_path / "libplugin.so"
     plugin.write_bytes(b"\x7fELF fake")
-    with_plugin = EngineKey.for_build(onnx_file, "fp16", "10.3.0", "8.7", plugin)
+    with_plugin = EngineKey.for_build(onnx_file, "fp16", "10.3.0", "8.7", plugin, gpu_model=ORIN_AGX)
     assert with_plugin.plugin_sha256 == file_sha256(plugin) and with_plugin.digest() != key.digest()
 
 
@@ -62,6 +64,7 @@ def test_store_then_lookup(tmp_path, key) -> None:
 @pytest.mark.parametrize("field,value", [
     ("onnx_sha256", "0" * 64), ("precision", "fp32"), ("input_shapes", '{"images": [1, 2, 3, 16, 32]}'),
     ("tensorrt_version", "10.7.0"), ("compute_capability", "9.0"), ("plugin_sha256", "f" * 64),
+    ("gpu_model", "Orin (8 SMs) on NVIDIA Jetson Orin Nano Developer Kit"),
 ])
 def test_every_key_field_makes_an_engine_stale(tmp_path, key, field, value) -> None:
     cache = EngineCache(tmp_path)

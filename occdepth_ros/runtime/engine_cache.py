@@ -1,5 +1,5 @@
 """TensorRT engine cache: one engine per (ONNX file, precision, input shapes, TensorRT
-version, GPU compute capability, plugin library), validated before use.
+version, GPU compute capability and model, plugin library), validated before use.
 
 An engine is only valid for the exact TensorRT version and GPU it was built on, and a
 changed plugin library can change its results; so all of them are in the key. Each
@@ -49,10 +49,16 @@ class EngineKey:
     tensorrt_version: str
     compute_capability: str  # "8.7" for Orin, "9.0" for H100
     plugin_sha256: str  # "" when built without the plugin (ONNX function inlined)
+    gpu_model: str  # trt_env.describe_gpu: Orin Nano, NX and AGX share compute capability 8.7
 
     @classmethod
     def for_build(cls, onnx_path: str | Path, precision: str, tensorrt_version: str, compute_capability: str,
-                  plugin_path: str | Path | None) -> "EngineKey":
+                  plugin_path: str | Path | None, gpu_model: str | None = None) -> "EngineKey":
+        """``gpu_model`` None: the current CUDA device's (trt_env.gpu_model)."""
+        if gpu_model is None:
+            from .trt_env import gpu_model as current_gpu_model
+
+            gpu_model = current_gpu_model()
         return cls(
             onnx_sha256=file_sha256(onnx_path),
             precision=precision,
@@ -60,6 +66,7 @@ class EngineKey:
             tensorrt_version=tensorrt_version,
             compute_capability=compute_capability,
             plugin_sha256=file_sha256(plugin_path) if plugin_path else "",
+            gpu_model=gpu_model,
         )
 
     def digest(self) -> str:
@@ -128,6 +135,23 @@ def validate_engine(path: str | Path, key: EngineKey | None) -> tuple[CachedEngi
     if file_sha256(path) != manifest.get("engine_sha256"):
         return None, f"{path.name} is corrupt: its hash does not match the manifest"
     return CachedEngine(path, manifest), ""
+
+
+def engine_plugin_problem(manifest: dict, plugin_path: str | Path | None) -> str:
+    """Why ``plugin_path`` cannot run the engine of ``manifest`` ("" when it can): an
+    engine built with the plugin needs exactly that library (its hash is in the key)."""
+    wanted = manifest.get("key", {}).get("plugin_sha256", "")
+    built_with = manifest.get("plugin") or "a plugin library"
+    if not wanted:
+        return ""
+    if plugin_path is None:
+        return (f"the engine was built with the plugin {built_with} (sha256 {wanted[:12]}...) but no plugin library "
+                "is loaded: pass it (--plugin, $OCCDEPTH_TRT_PLUGIN) or rebuild the engine")
+    actual = file_sha256(plugin_path)
+    if actual != wanted:
+        return (f"plugin library {plugin_path} (sha256 {actual[:12]}...) is not the one the engine was built with "
+                f"({built_with}, sha256 {wanted[:12]}...): rebuild the engine or load that library")
+    return ""
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

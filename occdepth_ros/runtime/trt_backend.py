@@ -1,5 +1,6 @@
-"""TensorRT: a cached engine run on one CUDA stream with static I/O buffers, optional
-CUDA graph. Written against the TensorRT 10 Python API (tensor-address bindings,
+"""TensorRT: a cached engine run on one CUDA stream with static I/O buffers (trt_io),
+optional CUDA graph. A ``.engine`` file runs only with the plugin library its manifest
+names by hash. Written against the TensorRT 10 Python API (tensor-address bindings,
 execute_async_v3); it has not run in this project's CI, which has no TensorRT or GPU
 (docs/EXPORT.md)."""
 
@@ -13,12 +14,9 @@ import yaml
 from ..geometry.lookups import LiftTensors
 from ..model.config import ModelConfig, config_from_dict
 from .base import BackendError
-from .engine_cache import validate_engine
+from .engine_cache import engine_plugin_problem, validate_engine
 from .trt_env import NO_PLUGIN, find_plugin_library, import_tensorrt, load_plugin
-
-INPUT_DTYPES = {"images": torch.float32, "pixel_index": torch.int32, "depth_coords": torch.float32,
-                "pixel_size": torch.float32}
-OUTPUT = "ssc_logit"
+from .trt_io import EngineIO
 
 
 class TrtBackend:
@@ -37,16 +35,10 @@ class TrtBackend:
                                "GPU or plugin?); delete it to rebuild")
         self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream(self.device)
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        missing = [n for n in [*INPUT_DTYPES, OUTPUT] if n not in names]
-        if missing:
-            raise BackendError(f"{self.engine_path}: engine lacks I/O tensors {missing}; it has {names}")
-        self.buffers: dict[str, torch.Tensor] = {}
-        for name in names:
-            shape = tuple(self.engine.get_tensor_shape(name))
-            dtype = INPUT_DTYPES.get(name, torch.float32)
-            self.buffers[name] = torch.empty(shape, dtype=dtype, device=self.device)
-            self.context.set_tensor_address(name, self.buffers[name].data_ptr())
+        try:
+            self.io = EngineIO.bind(trt, self.engine, self.context, self.device)
+        except BackendError as exc:
+            raise BackendError(f"{self.engine_path}: {exc}") from exc
         self._graph: torch.cuda.CUDAGraph | None = None
         self._use_graph = cuda_graph
 
@@ -56,12 +48,17 @@ class TrtBackend:
         if cached is None:
             raise BackendError(f"cannot use engine: {why}")
         manifest = cached.manifest
+        if kwargs.get("plugin") is None:  # the plugin the engine was built with, if any
+            kwargs["plugin"] = manifest.get("plugin") or NO_PLUGIN
+        plugin_path = find_plugin_library(kwargs["plugin"])
+        problem = engine_plugin_problem(manifest, plugin_path)
+        if problem:
+            raise BackendError(f"{path}: {problem}")
+        kwargs["plugin"] = plugin_path or NO_PLUGIN
         try:
             cfg = config_from_dict(yaml.safe_load(manifest["config"]), f"{path} manifest config")
         except (KeyError, ValueError) as exc:
             raise BackendError(f"{path}: manifest has no valid model config ({exc})") from exc
-        if kwargs.get("plugin") is None:  # the plugin the engine was built with, if any
-            kwargs["plugin"] = manifest.get("plugin") or NO_PLUGIN
         return cls(path, cfg, **kwargs)
 
     @classmethod
@@ -77,11 +74,8 @@ class TrtBackend:
             raise BackendError("TensorRT enqueue failed")
 
     def forward(self, images: torch.Tensor, lift: LiftTensors) -> torch.Tensor:
-        feeds = {"images": images, "pixel_index": lift.pixel_index, "depth_coords": lift.depth_coords,
-                 "pixel_size": lift.pixel_size}
         with torch.cuda.stream(self.stream):
-            for name, value in feeds.items():
-                self.buffers[name].copy_(value.to(self.buffers[name].dtype), non_blocking=True)
+            self.io.feed(images, lift)  # the lookups only when the calibration changed
             if self._use_graph and self._graph is None:
                 self._enqueue()  # TensorRT must run once before capture
                 self._graph = torch.cuda.CUDAGraph()
@@ -91,7 +85,7 @@ class TrtBackend:
                 self._graph.replay()
             else:
                 self._enqueue()
-            out = self.buffers[OUTPUT].float().cpu()
+            out = self.io.output()
         self.stream.synchronize()
         return out
 

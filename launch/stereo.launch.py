@@ -53,7 +53,7 @@ def generate_launch_description():
                               description='node parameter file'),
         DeclareLaunchArgument('checkpoint', default_value='', description='weights; empty: shipped default'),
         DeclareLaunchArgument('preset', default_value='', description='model preset for official .ckpt files'),
-        DeclareLaunchArgument('backend', default_value='', description='torch | onnxruntime | tensorrt (ONNX exported and cached on first use)'),
+        DeclareLaunchArgument('backend', default_value='', description='auto (the default: TensorRT, else ONNX Runtime, else torch) | torch | onnxruntime | tensorrt; ONNX and engines are cached'),
         DeclareLaunchArgument('ort_provider', default_value='',
                               description='onnxruntime: openvino | cpu | cuda | tensorrt; empty: the best installed'),
         DeclareLaunchArgument('device', default_value='', description='cpu or cuda'),

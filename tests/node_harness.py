@@ -49,7 +49,10 @@ class Harness:
     def __init__(self, overrides: dict, domain_id: int = DOMAIN_ID) -> None:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
-        params = {"preset": "compact", "frame_id": "velodyne", "diagnostics_period_s": 0.2, **overrides}
+        # Eager torch unless a test names a backend: node behaviour, not backend choice
+        # (test_auto_backend.py), is under test here, and auto would export ONNX first.
+        params = {"preset": "compact", "backend": "torch", "frame_id": "velodyne", "diagnostics_period_s": 0.2,
+                  **overrides}
         self.node = OccDepthNode(context=self.context,
                                  parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
         self.io = rclpy.create_node("harness", context=self.context)

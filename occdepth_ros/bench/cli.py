@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..runtime.auto_backend import AUTO
 from ..runtime.ort_providers import ORT_PROVIDER_CHOICES
 from .frames import StereoFrame, kitti_frame, synthetic_frame
 from .micro import MESSAGE_COUNTS, MESSAGE_GRID_PRESET, LiftResult, MessageResult, bench_lift, bench_messages
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--presets", nargs="+", default=[DEFAULT_PRESET],
                    help="models for the per-stage pipeline: 'default' (models/default.safetensors) or a preset "
                         "name (random weights), e.g. kitti_b3_f32 (~20 s/frame on 2 cores)")
-    p.add_argument("--backends", nargs="+", choices=BENCH_BACKENDS, default=None,
+    p.add_argument("--backends", nargs="+", choices=(*BENCH_BACKENDS, AUTO), default=None,
                    help=f"runtime backends (default: all, {', '.join(QUICK_BACKENDS)} with --quick)")
     p.add_argument("--lift-presets", nargs="*", default=None,
                    help=f"presets whose lift shapes are benchmarked (default: {' '.join(LIFT_TARGET_PRESETS)}; "

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..geometry.calib import GRID_TO_OPTICAL, SHIPPED_KITTI_CALIB, CalibrationError, as_rigid
 from ..model.config import preset_names
-from ..runtime.factory import BACKENDS, PRECISIONS
+from ..runtime.factory import BACKEND_CHOICES, PRECISIONS
 from ..runtime.ort_providers import ORT_PROVIDER_CHOICES
 from .stereo_sync import IMAGE_STREAMS, STEREO_STREAMS, seconds_to_ns
 from .voxel_outputs import DEFAULT_FREE_CLASSES
@@ -47,7 +47,7 @@ class NodeParams:
     # model
     checkpoint: str = ""  # empty = the shipped default model
     preset: str = ""  # empty = taken from the checkpoint
-    backend: str = "torch"  # torch | onnxruntime | tensorrt (ONNX exported and cached on first use)
+    backend: str = "auto"  # auto | torch | onnxruntime | tensorrt (auto: fastest present; ONNX/engine cached)
     precision: str = "fp32"  # tensorrt engines: fp32 | fp16
     ort_provider: str = ""  # onnxruntime: openvino | cpu | cuda | tensorrt; empty = the best installed for device
     device: str = "cpu"
@@ -120,7 +120,7 @@ class NodeParams:
                  f"must be >= 0 (0 = never reset), got {self.stamp_reset_jump_s}")
 
     def _validate_model(self) -> None:
-        _require(self.backend in BACKENDS, "backend", f"must be one of {BACKENDS}, got {self.backend!r}")
+        _require(self.backend in BACKEND_CHOICES, "backend", f"must be one of {BACKEND_CHOICES}, got {self.backend!r}")
         _require(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
         _require(self.ort_provider in ORT_PROVIDER_CHOICES, "ort_provider",
                  f"must be one of {ORT_PROVIDER_CHOICES} ('' = the best installed), got {self.ort_provider!r}")

@@ -25,3 +25,9 @@ class Backend(Protocol):
     def forward(self, images: torch.Tensor, lift: LiftTensors) -> torch.Tensor: ...
 
     def describe(self) -> str: ...
+
+
+def with_selection(backend: object, text: str) -> str:
+    """``describe()`` text, followed by how backend ``auto`` chose this backend (if it did)."""
+    selection = getattr(backend, "selection", "")
+    return f"{text}; {selection}" if selection else text

@@ -15,16 +15,17 @@ from pathlib import Path
 from ..checkpoint.io import choose_weights, load_model
 from ..model.occdepth import OccDepth
 from ..resources import cache_dir
+from .auto_backend import AUTO, ONNX_SUFFIX, choose_backend, probe
 from .base import Backend, BackendError
+from .engine_cache import ENGINE_SUFFIX
 from .ort_providers import choose_providers
 from .torch_backend import TorchBackend
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKEND_CHOICES = (AUTO, *BACKENDS)  # what users may name; auto_backend picks for "auto"
 PRECISIONS = ("fp32", "fp16")  # TensorRT engine precision
-ONNX_SUFFIX = ".onnx"
-ENGINE_SUFFIX = ".engine"
 
 
 def cached_onnx(model: OccDepth, source: str, cache: Path | None = None) -> Path:
@@ -55,9 +56,19 @@ def create_backend(
     """``checkpoint`` may be a weights file, an ``.onnx`` (onnxruntime, tensorrt) or an
     ``.engine`` (tensorrt); None with no preset means the shipped default model.
     ``ort_provider``: onnxruntime's execution provider by short name (ort_providers), ""
-    for the best one installed for ``device``."""
+    for the best one installed for ``device``. ``auto``: the fastest backend present
+    (auto_backend); the backend's ``selection`` then says what was chosen and why."""
+    if name == AUTO:
+        suffix = Path(checkpoint).suffix if checkpoint else ""
+        choice = choose_backend(device, probe(), suffix if suffix in (ONNX_SUFFIX, ENGINE_SUFFIX) else "",
+                                ort_provider)
+        log.info(choice.summary())
+        backend = create_backend(choice.backend, checkpoint, preset, choice.device, threads, precision, cache,
+                                 ort_provider if choice.backend == "onnxruntime" else "")
+        backend.selection = choice.summary()
+        return backend
     if name not in BACKENDS:
-        raise BackendError(f"unknown backend {name!r}; choose one of {BACKENDS}")
+        raise BackendError(f"unknown backend {name!r}; choose one of {BACKEND_CHOICES}")
     path = Path(checkpoint) if checkpoint else None
     if path is not None and path.suffix in (ONNX_SUFFIX, ENGINE_SUFFIX) and name == "torch":
         raise BackendError(f"backend 'torch' needs a checkpoint, not {path.suffix} file {path}")

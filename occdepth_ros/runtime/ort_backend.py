@@ -17,7 +17,7 @@ import yaml
 
 from ..geometry.lookups import LiftTensors
 from ..model.config import ConfigError, ModelConfig, config_from_dict
-from .base import BackendError
+from .base import BackendError, with_selection
 from .ort_cpu_graph import RewriteReport, optimize_for_cpu
 from .ort_openvino_graph import output_class_axis_last
 from .ort_providers import CPU, OPENVINO, by_preference, provider_options
@@ -124,7 +124,8 @@ class OrtBackend:
             rewrites = "; logits left class-last"
         else:
             rewrites = ""
-        return f"onnxruntime {ort.__version__} ({', '.join(self.providers)}) {self.path.name}{rewrites}"
+        return with_selection(self, f"onnxruntime {ort.__version__} ({', '.join(self.providers)}) "
+                                    f"{self.path.name}{rewrites}")
 
 
 def available_providers() -> list[str]:

@@ -7,6 +7,7 @@ import torch
 from ..geometry.lookups import LiftTensors
 from ..model.occdepth import OccDepth
 from . import host_memory
+from .base import with_selection
 
 
 class TorchBackend:
@@ -28,4 +29,5 @@ class TorchBackend:
 
     def describe(self) -> str:
         allocator = f"; {host_memory.describe()}" if self.device.type == "cpu" else ""
-        return f"torch {torch.__version__} on {self.device} ({torch.get_num_threads()} threads){allocator}"
+        return with_selection(self, f"torch {torch.__version__} on {self.device} "
+                                    f"({torch.get_num_threads()} threads){allocator}")

@@ -13,7 +13,7 @@ import yaml
 
 from ..geometry.lookups import LiftTensors
 from ..model.config import ModelConfig, config_from_dict
-from .base import BackendError
+from .base import BackendError, with_selection
 from .engine_cache import engine_plugin_problem, validate_engine
 from .trt_env import NO_PLUGIN, find_plugin_library, import_tensorrt, load_plugin
 from .trt_io import EngineIO
@@ -91,4 +91,5 @@ class TrtBackend:
 
     def describe(self) -> str:
         trt = import_tensorrt()
-        return f"TensorRT {trt.__version__} on {torch.cuda.get_device_name(self.device)} ({self.engine_path.name})"
+        return with_selection(self, f"TensorRT {trt.__version__} on {torch.cuda.get_device_name(self.device)} "
+                                    f"({self.engine_path.name})")

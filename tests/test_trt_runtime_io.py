@@ -91,6 +91,18 @@ def test_engine_for_another_orin_module_is_stale(tmp_path, onnx_file) -> None:
     assert found is None and "gpu_model" in why
 
 
+def test_manifest_from_before_the_gpu_model_field_means_rebuild(tmp_path, onnx_file) -> None:
+    import json
+
+    stored = EngineCache(tmp_path).store(_key(onnx_file, "Orin (16 SMs)"), "m", b"engine")
+    manifest_path = stored.path.with_suffix(".json")
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["key"]["gpu_model"]
+    manifest_path.write_text(json.dumps(manifest))
+    found, why = validate_engine(stored.path, None)
+    assert found is None and "lacks gpu_model" in why and "rebuild" in why
+
+
 def test_engine_runs_only_with_the_plugin_it_was_built_with(tmp_path, onnx_file, libraries) -> None:
     a, b, _ = libraries
     key = _key(onnx_file, "Orin (16 SMs)", plugin=a)

@@ -10,6 +10,7 @@ config); a missing, mismatching or corrupt manifest/engine means "rebuild", neve
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -127,8 +128,12 @@ def validate_engine(path: str | Path, key: EngineKey | None) -> tuple[CachedEngi
         return None, f"no engine at {path}"
     try:
         manifest = read_manifest(path)
+        fields = {f.name for f in dataclasses.fields(EngineKey)}
+        lacking = sorted(fields - set(manifest["key"]))
+        if lacking:  # written before these fields were keyed
+            raise ValueError(f"manifest key lacks {', '.join(lacking)} (an older cache): rebuild the engine")
         cached_key = EngineKey(**manifest["key"])
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, AttributeError) as exc:
         return None, f"{path.name}: {exc}"
     if key is not None and cached_key != key:
         return None, f"{path.name} is stale: {', '.join(key.mismatches(cached_key))} changed"

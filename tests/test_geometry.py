@@ -39,12 +39,12 @@ from occdepth_ros.geometry.calib import (
 from occdepth_ros.geometry.image_fit import ImageFit
 from occdepth_ros.geometry.lookups import (
     OUTSIDE,
-    build_lift_lookup,
     feature_size,
     lid_bin_index,
 )
 from occdepth_ros.geometry.voxels import official_voxel_centres, voxel_indices
 from occdepth_ros.model.config import ImageConfig, ModelConfig, load_preset
+from occdepth_ros.model.lift_lookup import build_lift_lookup
 from occdepth_ros.resources import config_path
 
 KITTI_RAW_HW = (370, 1226)  # raw image_2 / image_3 size of sequences 00-02

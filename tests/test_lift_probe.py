@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from occdepth_ros.eval.lift_probe import format_scores, probe_lift, roc_auc
+from occdepth_ros.train.lift_probe import format_scores, probe_lift, roc_auc
 from occdepth_ros.model import OccDepth, load_preset
 
 

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from occdepth_ros.geometry.calib import kitti_stereo_rig, read_kitti_calib
-from occdepth_ros.geometry.lookups import build_lift_lookup, feature_size
+from occdepth_ros.geometry.lookups import feature_size
+from occdepth_ros.model.lift_lookup import build_lift_lookup
 from occdepth_ros.model.config import ConfigError, load_preset
 from occdepth_ros.ops.stereo_voxel_sample import occupancy_prior
 from occdepth_ros.resources import config_path

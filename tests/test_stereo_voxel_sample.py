@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from occdepth_ros.geometry.calib import read_kitti_calib, rig_from_projections
 from occdepth_ros.geometry.image_fit import ImageFit
-from occdepth_ros.geometry.lookups import build_lift_lookup, feature_size
+from occdepth_ros.geometry.lookups import feature_size
+from occdepth_ros.model.lift_lookup import build_lift_lookup
 from occdepth_ros.model.config import load_preset
 from occdepth_ros.ops import stereo_voxel_sample
 from occdepth_ros.resources import config_path

@@ -16,8 +16,9 @@ from ..data.images import read_rgb
 from ..data.kitti_odometry import KittiSequence
 from ..geometry.calib import StereoCalibration, kitti_calibration, rig_from_projections
 from ..geometry.image_fit import ImageFit
-from ..geometry.lookups import LiftLookup, build_lift_lookup
+from ..geometry.lookups import LiftLookup
 from ..model.config import ModelConfig
+from ..model.lift_lookup import build_lift_lookup
 
 SYNTH_SEQUENCE = "00"
 SYNTH_SEED = 7

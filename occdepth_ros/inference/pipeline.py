@@ -13,7 +13,8 @@ import torch
 
 from ..geometry.calib import CalibrationError, StereoCalibration, rig_from_projections
 from ..geometry.image_fit import ImageFit
-from ..geometry.lookups import LiftLookup, LiftTensors, build_lift_lookup
+from ..geometry.lookups import LiftLookup, LiftTensors
+from ..model.lift_lookup import build_lift_lookup
 from ..model.occdepth import OccDepth
 from ..runtime.base import Backend
 from ..runtime.torch_backend import TorchBackend

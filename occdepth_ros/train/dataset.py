@@ -23,9 +23,10 @@ from ..data.semantic_kitti import (
 )
 from ..geometry.calib import StereoRig, kitti_calibration, read_kitti_calib, rig_from_projections
 from ..geometry.image_fit import ImageFit
-from ..geometry.lookups import LiftLookup, LiftTensors, build_lift_lookup, feature_size, project_pixels_official
+from ..geometry.lookups import LiftLookup, LiftTensors, feature_size, project_pixels_official
 from ..inference.preprocess import to_network_input
 from ..model.config import ModelConfig
+from ..model.lift_lookup import build_lift_lookup
 from .targets import depth_labels, local_frustums, relation_matrix
 
 

@@ -4,7 +4,7 @@ Two signals reach the 3D network per voxel: Stereo-SFA's two-view cosine (per fe
 scale) and the OAD occupancy prior. Each is scored here as a detector of ground-truth
 occupancy on the feature grid: its mean on occupied and on empty voxels, and the ROC
 AUC (0.5 = no signal, below 0.5 = inverted). Used to explain the fusion ablation in
-docs/MODEL_CARD.md. Run: ``python -m occdepth_ros.eval.lift_probe --data D --sequences S``.
+docs/MODEL_CARD.md. Run: ``python -m occdepth_ros.train.lift_probe --data D --sequences S``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ..geometry.lookups import OUTSIDE
 from ..model.config import ConfigError
 from ..model.occdepth import OccDepth
 from ..ops.stereo_voxel_sample import COS_EPS, gather_views, occupancy_prior
-from ..train.dataset import SSCDataset, collate
+from .dataset import SSCDataset, collate
 
 
 def roc_auc(score: np.ndarray, positive: np.ndarray) -> float:
@@ -106,7 +106,7 @@ def format_scores(scores: list[SignalScore]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m occdepth_ros.eval.lift_probe", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m occdepth_ros.train.lift_probe", description=__doc__)
     p.add_argument("--data", required=True, help="dataset root holding sequences/<seq>/")
     p.add_argument("--sequences", nargs="+", required=True)
     p.add_argument("--checkpoint", help="weights; default: the shipped default model")

@@ -5,6 +5,7 @@ headers (-isystem): their own deprecation warnings are TensorRT's, not ours."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -39,6 +40,26 @@ def header_dir(version: str) -> Path:
     return SHARED_TENSORRT / version / "include"
 
 
+def header_version(version: str) -> tuple[int, int]:
+    """(major, minor) as NvInferVersion.h of that header set defines them."""
+    text = (header_dir(version) / "NvInferVersion.h").read_text()
+    found = {}
+    for part in ("MAJOR", "MINOR"):
+        match = (re.search(rf"#define\s+TRT_{part}_ENTERPRISE\s+(\d+)", text)
+                 or re.search(rf"#define\s+NV_TENSORRT_{part}\s+(\d+)", text))
+        assert match is not None, f"no {part} version in {version}/NvInferVersion.h"
+        found[part] = int(match.group(1))
+    return found["MAJOR"], found["MINOR"]
+
+
+def builder_flags(version: str) -> set[str]:
+    """The members of enum class BuilderFlag in that header set's NvInfer.h."""
+    text = (header_dir(version) / "NvInfer.h").read_text()
+    body = re.search(r"enum class BuilderFlag\s*:\s*int32_t\s*\{(.*?)\};", text, re.S)
+    assert body is not None, f"no BuilderFlag enum in {version}/NvInfer.h"
+    return set(re.findall(r"^\s*(k[A-Z0-9_]+)\b", body.group(1), re.M))
+
+
 def _run(cmd: list[str]) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     if proc.returncode != 0:
@@ -46,20 +67,20 @@ def _run(cmd: list[str]) -> str:
     return proc.stdout + proc.stderr
 
 
-def compile_kernel(out_dir: Path, arch: str = ARCH) -> Path:
-    """svs_kernel.cu -> object, nvcc's and the host compiler's warnings as errors."""
-    obj = out_dir / "svs_kernel.o"
-    _run(["nvcc", "-std=c++17", "-O2", "-c", "-Werror", "all-warnings", "-Xcompiler", f"-fPIC,-fvisibility=hidden,{WARNINGS}",
-          f"-I{INCLUDE}", f"-gencode=arch=compute_{arch},code=sm_{arch}", str(KERNEL), "-o", str(obj)])
+def nvcc_compile(source: Path, obj: Path, *flags: str) -> Path:
+    """One translation unit -> object; nvcc's and the host compiler's warnings are errors."""
+    _run(["nvcc", "-std=c++17", "-O2", "-c", "-Werror", "all-warnings", "-Xcompiler",
+          f"-fPIC,-fvisibility=hidden,{WARNINGS}", f"-I{INCLUDE}", *flags, str(source), "-o", str(obj)])
     return obj
+
+
+def compile_kernel(out_dir: Path, arch: str = ARCH) -> Path:
+    return nvcc_compile(KERNEL, out_dir / "svs_kernel.o", f"-gencode=arch=compute_{arch},code=sm_{arch}")
 
 
 def compile_plugin(version: str, out_dir: Path) -> Path:
-    """svs_trt_plugin.cpp against one header set -> object (nvcc adds CUDA's include)."""
-    obj = out_dir / f"svs_trt_plugin-{version}.o"
-    _run(["nvcc", "-std=c++17", "-O2", "-c", "-Werror", "all-warnings", "-Xcompiler", f"-fPIC,-fvisibility=hidden,{WARNINGS}",
-          "-isystem", str(header_dir(version)), f"-I{INCLUDE}", str(SOURCE), "-o", str(obj)])
-    return obj
+    """svs_trt_plugin.cpp against one header set (nvcc adds CUDA's include folder)."""
+    return nvcc_compile(SOURCE, out_dir / f"svs_trt_plugin-{version}.o", "-isystem", str(header_dir(version)))
 
 
 def link_plugin(objects: list[Path], out_dir: Path) -> Path:

@@ -33,6 +33,7 @@ from helpers import trt_plugin
 from helpers.lift_graph import single_op_model
 from lift_cases import GATE_SCALE, make_case, run_reference
 from occdepth_export.build_engine import build_serialized
+from occdepth_export.build_engine import main as build_engine_main
 from occdepth_export.fp16_graph import Fp16GraphError, depth_prob_path, lift_node, to_fp16
 from occdepth_export.onnx_export import export_onnx
 from occdepth_export.spec import INPUT_DEPTH_COORDS, OP_DOMAIN, OP_NAME, OUTPUT_SSC_LOGIT
@@ -128,9 +129,25 @@ def test_fp16_mode_follows_the_builder_flag(version, fp16_flag, mode) -> None:
     assert Toolkit(TENSORRT, parse_version(version), fp16_flag).precision_mode("fp16") == mode
 
 
-def test_require_plugin_without_one_is_an_error(shipped_onnx) -> None:
+def test_require_plugin_without_one_is_an_error(shipped_onnx, tmp_path, capsys) -> None:
     with pytest.raises(BackendError, match="plugin was required"):
         build_serialized(shipped_onnx, "fp32", None, require_plugin=True)
+    code = build_engine_main(["--onnx", str(shipped_onnx), "--plugin", "none", "--require-plugin", "--build-only",
+                              "--cache-dir", str(tmp_path)])
+    assert code == 2 and "plugin was required but --plugin none was given" in capsys.readouterr().err
+
+
+def test_trt_check_requires_the_plugin_where_it_passes_one() -> None:
+    """export/trt_check.sh (for a TensorRT machine) fails when an engine meant to run the
+    plugin holds no PLUGIN_V3 layer: every build it asks the plugin of says --require-plugin."""
+    script = (Path(__file__).resolve().parents[1] / "export" / "trt_check.sh").read_text()
+    commands = [c for c in script.replace("\\\n", " ").splitlines() if "occdepth-build-engine" in c]
+    with_plugin = [c for c in commands if '--plugin "$PLUGIN"' in c]
+    assert len(commands) == 3 and len(with_plugin) == 2
+    assert all("--require-plugin" in c for c in with_plugin)
+    assert all("--require-plugin" not in c for c in commands if "--plugin none" in c)
+    assert "set -euo pipefail" in script
+    assert subprocess.run(["bash", "-n", "-c", script]).returncode == 0
 
 
 # --- the strongly typed FP16 graph ------------------------------------------------------------

@@ -134,8 +134,11 @@ def ensure_engine(onnx_path: str | Path, precision: str = "fp32", plugin: str | 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise BackendError(f"ONNX file not found: {onnx_path}")
-    trt = import_tensorrt()
     plugin_path = find_plugin_library(plugin)
+    if require_plugin and plugin_path is None:
+        raise BackendError(f"the plugin was required but {'--plugin none was given' if plugin else 'none was found'} "
+                           "(build it: export/plugin/README.md)")
+    trt = import_tensorrt()
     key = EngineKey.for_build(onnx_path, precision, trt.__version__, compute_capability(device), plugin_path)
     store = EngineCache(cache or cache_dir("engines"))
     cached, why = store.lookup(key, onnx_path.stem)

@@ -2,7 +2,7 @@
 own code, against each real TensorRT header set in ../shared/tensorrt: 10.3.0 (JetPack 6),
 10.16 (the last 10.x) and 11.1. Nothing links against libnvinfer (there is none here);
 the library must still export TensorRT's two entry points. TensorRT for RTX loads the
-library and builds engines with it in tests/test_trt_rtx_build.py."""
+library and builds engines with it in tests/test_trt_build.py."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Written against the TensorRT 10 and 11 Python APIs. Full TensorRT cannot be installed in
 this project's CI, so ``build_serialized`` runs there on TensorRT for RTX, the real
-parser and builder of the same API (tests/test_trt_rtx_build.py); docs/EXPORT.md says
+parser and builder of the same API (tests/test_trt_build.py); docs/EXPORT.md says
 what that does and does not cover.
 """
 

@@ -125,17 +125,21 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     scales = lift_num_scales(lift)
     if len(lift.input) > scales + 1 and types.get(lift.input[scales + 1]) != FLOAT:
         raise Fp16GraphError("the lift's depth_prob must be float32 (docs/stereo_voxel_sample.md)")
-    keep_values, keep_nodes = depth_prob_path(g)
+    keep_values = depth_prob_path(g)[0]
 
-    def wanted(node: onnx.NodeProto, index: int) -> int:
-        if node is lift:
-            return HALF if index < scales else FLOAT
-        if node.name in keep_nodes or (node.op_type, index) in FIXED_FLOAT_INPUTS:
-            return FLOAT
-        return HALF
+    def is_lift(node: onnx.NodeProto) -> bool:
+        return node.domain == OP_DOMAIN and node.op_type == OP_NAME
 
     def precision(node: onnx.NodeProto) -> int:
-        return FLOAT if node.name in keep_nodes else HALF
+        """float32 for the nodes that compute the depth_prob path."""
+        return FLOAT if any(o in keep_values for o in node.output) else HALF
+
+    def wanted(node: onnx.NodeProto, index: int) -> int:
+        if is_lift(node):
+            return HALF if index < scales else FLOAT
+        if (node.op_type, index) in FIXED_FLOAT_INPUTS:
+            return FLOAT
+        return precision(node)
 
     # Weights: float16 where every consumer computes in float16, else left float32.
     consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
@@ -161,12 +165,12 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
                 nodes.append(helper.make_node("Cast", [name], [casts[key]], to=key[1], name=f"cast_{casts[key]}"))
                 new_type[casts[key]] = key[1]
             node.input[i] = casts[key]
-        dtype = HALF if node is lift else precision(node)
+        dtype = HALF if is_lift(node) else precision(node)
         for attr in node.attribute:
             if node.op_type == "Cast" and attr.name == "to" and attr.i == FLOAT:
                 attr.i = dtype
-            elif node.op_type in ("Constant", "ConstantOfShape") and attr.t.data_type == FLOAT:
-                attr.t.CopyFrom(_half_tensor(attr.t, f"{node.op_type} {node.name}") if dtype == HALF else attr.t)
+            elif node.op_type in ("Constant", "ConstantOfShape") and attr.t.data_type == FLOAT and dtype == HALF:
+                attr.t.CopyFrom(_half_tensor(attr.t, f"{node.op_type} {node.name}"))
         for name in node.output:
             if types.get(name) == FLOAT:
                 new_type[name] = dtype
@@ -188,6 +192,7 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     for k, fn in enumerate(out.functions):
         if fn.domain == OP_DOMAIN and fn.name == OP_NAME:
             out.functions[k].CopyFrom(half_feature_function(fn, scales))
-    assert not keep_values - {v for v, t in new_type.items() if t == FLOAT}, "depth_prob left float32"
+    if any(new_type.get(v) != FLOAT for v in keep_values):
+        raise Fp16GraphError(f"the depth_prob path {sorted(keep_values)} did not stay float32")
     onnx.checker.check_model(out, full_check=True)
     return out

@@ -45,7 +45,7 @@ class Toolkit:
     def parser_prefers_function(self) -> bool:
         """True where the ONNX parser inlines a node's local function even when a plugin
         for it is registered. TensorRT for RTX's parser prefers the plugin (it is built
-        from TensorRT >= 10.7's parser; tests/test_trt_rtx_build.py checks it)."""
+        from TensorRT >= 10.7's parser; tests/test_trt_build.py checks it)."""
         return self.name == TENSORRT and self.version[:2] < PLUGIN_OVER_FUNCTION
 
     def precision_mode(self, precision: str) -> str:

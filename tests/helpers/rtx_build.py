@@ -1,4 +1,4 @@
-"""Run in a child process by tests/test_trt_rtx_build.py: build an engine with TensorRT
+"""Run in a child process by tests/test_trt_build.py: build an engine with TensorRT
 for RTX (the real ONNX parser and builder; no GPU needed) and print what the network
 held as JSON on the last line of stdout.
 

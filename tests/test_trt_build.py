@@ -276,16 +276,30 @@ def test_depth_prob_layers_found_in_the_parsed_network(shipped_proto) -> None:
 
 # --- TensorRT for RTX with our plugin -----------------------------------------------------
 @pytest.fixture(scope="module")
-def rtx_plugin(tmp_path_factory) -> Path:
-    """The plugin library (10.16 headers) beside the libtensorrt_rtx.so symlink."""
+def rtx_plugins(tmp_path_factory):
+    """version -> the plugin library built against that header set, in a folder that also
+    holds the libtensorrt_rtx.so symlink (built once per version)."""
     if PLUGIN_REASON is not None:
         pytest.skip(PLUGIN_REASON)
     libs = pytest.importorskip("tensorrt_rtx_libs", reason=RTX_REASON)
-    folder = tmp_path_factory.mktemp("rtx_plugin")
     versioned = Path(libs.__file__).parent / "libtensorrt_rtx.so.1"
     assert versioned.is_file(), f"{versioned} missing from the tensorrt_rtx_cu13_libs wheel"
-    (folder / "libtensorrt_rtx.so").symlink_to(versioned)
-    return trt_plugin.build_plugin(RTX_HEADERS, folder)
+    kernel = trt_plugin.compile_kernel(tmp_path_factory.mktemp("kernel"))
+    built: dict[str, Path] = {}
+
+    def get(version: str) -> Path:
+        if version not in built:
+            folder = tmp_path_factory.mktemp(f"rtx_plugin_{version}")
+            (folder / "libtensorrt_rtx.so").symlink_to(versioned)
+            built[version] = trt_plugin.build_plugin(version, folder, kernel)
+        return built[version]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def rtx_plugin(rtx_plugins) -> Path:
+    return rtx_plugins(RTX_HEADERS)
 
 
 def run_rtx(plugin: Path | None, mode: str, onnx_path: Path, *args: str) -> tuple[int, dict, str]:
@@ -333,6 +347,17 @@ def test_rtx_builds_one_node_graphs(rtx_plugin, tmp_path, gated, precision) -> N
     assert len(report["plugin_layers"]) == 1, report
     assert report["plugin_io"] == [expected_io(2, gated, precision)]
     assert report["engine_bytes"] > 0
+
+
+@pytest.mark.parametrize("version", trt_plugin.HEADER_SETS)
+def test_rtx_loads_the_plugin_built_against_each_header_set(rtx_plugins, tmp_path, version) -> None:
+    """The library built against the 10.3.0 (JetPack 6), 10.16 and 11.1 headers alike
+    registers its creator in RTX and builds the gated FP16 one-node graph."""
+    path = tmp_path / "one.onnx"
+    onnx.save(single_op_model(gated=True, **ONE_NODE), str(path))
+    code, report, text = run_rtx(rtx_plugins(version), "builder", path, "--precision", "fp16", "--require-plugin")
+    assert code == 0, text
+    assert report["plugin_io"] == [expected_io(2, True, "fp16")] and report["engine_bytes"] > 0
 
 
 def test_rtx_refuses_a_float16_depth_prob(rtx_plugin, tmp_path) -> None:

@@ -165,7 +165,8 @@ def test_fp16_graph_types(shipped_proto, shipped_fp16) -> None:
     # Graph inputs and output keep float32 (the engine binds the same buffers).
     assert [(i.name, i.type.tensor_type.elem_type) for i in fp16.graph.input] == \
            [(i.name, i.type.tensor_type.elem_type) for i in shipped_proto.graph.input]
-    assert [(o.name, o.type.tensor_type.elem_type) for o in fp16.graph.output] == [(OUTPUT_SSC_LOGIT, TensorProto.FLOAT)]
+    outputs = [(o.name, o.type.tensor_type.elem_type) for o in fp16.graph.output]
+    assert outputs == [(OUTPUT_SSC_LOGIT, TensorProto.FLOAT)]
     # The lift: features float16, depth_prob and depth_coords float32, volume float16.
     assert [types[name] for name in lift.input[:scales]] == [TensorProto.FLOAT16] * scales
     assert types[lift.input[scales]] == TensorProto.INT32
@@ -200,7 +201,7 @@ def test_fp16_function_sums_in_float32(shipped_fp16) -> None:
     assert not [n for n in body if n.op_type == "Cast" and n.attribute[0].i == TensorProto.FLOAT16]
 
 
-def test_fp16_one_node_function_against_float64(tmp_path) -> None:
+def test_fp16_one_node_function_against_float64() -> None:
     """ONNX Runtime runs the FP16 one-node graph: the float16-rounded features through
     float32 sums are within float16's output rounding of the float64 reference on the
     same rounded features."""
@@ -308,7 +309,7 @@ def run_rtx(plugin: Path | None, mode: str, onnx_path: Path, *args: str) -> tupl
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     if folder is not None:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(folder), os.environ.get("LD_LIBRARY_PATH")]))
-    cmd = [sys.executable, str(HELPER), mode, str(onnx_path)] + (["--plugin", str(plugin)] if plugin else []) + list(args)
+    cmd = [sys.executable, str(HELPER), mode, str(onnx_path), *(["--plugin", str(plugin)] if plugin else []), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     text = proc.stdout + proc.stderr
     assert proc.returncode in (0, 2), f"rtx_build.py died ({proc.returncode}):\n{text[-4000:]}"

@@ -12,7 +12,7 @@ from .base import BackendError
 PLUGIN_ENV = "OCCDEPTH_TRT_PLUGIN"
 PLUGIN_FILE = "liboccdepth_svs_trt.so"
 NO_PLUGIN = "none"
-MIN_TENSORRT_MAJOR = 10  # IPluginV3; below 10.7 the engine builder parses the graph without its ONNX function
+MIN_TENSORRT_MAJOR = 10  # IPluginV3 and plugin-over-local-function preference (>= 10.7)
 
 
 def import_tensorrt():

@@ -84,9 +84,10 @@ def compile_plugin(version: str, out_dir: Path) -> Path:
 
 
 def link_plugin(objects: list[Path], out_dir: Path) -> Path:
-    """One self-contained .so (cudart linked statically), as CMake builds it."""
+    """One self-contained .so (cudart linked statically, calls to its own symbols bound
+    inside it: -Bsymbolic), as CMake builds it."""
     library = out_dir / LIBRARY
-    _run(["nvcc", "-shared", *map(str, objects), "-o", str(library)])
+    _run(["nvcc", "-shared", "-Xlinker", "-Bsymbolic", *map(str, objects), "-o", str(library)])
     return library
 
 

@@ -109,7 +109,7 @@ def build_serialized(onnx_path: Path, precision: str, plugin: Path | None, works
     plugin_io = tuple(plugin_layer_types(network, name) for name in plugin_layers)
     if plugin is not None and not plugin_layers:
         why = (f"{plugin} is loaded but TensorRT's parser did not use it (no PLUGIN_V3 layer): "
-               f"the lift runs as the inlined ONNX function")
+               "the lift runs as the inlined ONNX function")
         if require_plugin:
             raise BackendError(why)
         log(f"warning: {why}")

@@ -4,36 +4,12 @@ op on random inputs and every edge case of the contract (docs/stereo_voxel_sampl
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
-from occdepth_export.onnx_function import build_function
-from occdepth_export.spec import ONNX_IR_VERSION, ONNX_OPSET, OP_DOMAIN, OP_NAME, OP_VERSION
+from helpers.lift_graph import single_op_model
 from lift_cases import CASES, GATE_SCALE, make_case, run_reference
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in requirements.txt; missing means setup is broken")
-
-
-def single_op_model(n_views: int, n_scales: int, gated: bool, grid, gate_scale: float) -> onnx.ModelProto:
-    """A graph of one StereoVoxelSample node whose only definition is the local function."""
-    names = [f"f{s}" for s in range(n_scales)] + ["index"] + (["prob", "coords"] if gated else [])
-    def symbolic(name: str, rank: int) -> list[str]:
-        return [f"{name}_{i}" for i in range(rank)]
-
-    inputs = [helper.make_tensor_value_info(f"f{s}", TensorProto.FLOAT, symbolic(f"f{s}", 5)) for s in range(n_scales)]
-    inputs.append(helper.make_tensor_value_info("index", TensorProto.INT32, symbolic("index", 4)))
-    if gated:
-        inputs += [helper.make_tensor_value_info("prob", TensorProto.FLOAT, symbolic("prob", 5)),
-                   helper.make_tensor_value_info("coords", TensorProto.FLOAT, symbolic("coords", 4))]
-    node = helper.make_node(OP_NAME, names, ["volume"], domain=OP_DOMAIN, grid=list(grid), gate_scale=gate_scale,
-                            num_scales=n_scales, plugin_namespace=OP_DOMAIN, plugin_version=str(OP_VERSION))
-    graph = helper.make_graph([node], "svs", inputs, [helper.make_tensor_value_info("volume", TensorProto.FLOAT, symbolic("volume", 5))])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET),
-                                                    helper.make_opsetid(OP_DOMAIN, OP_VERSION)],
-                              functions=[build_function(n_views, n_scales, gated)], ir_version=ONNX_IR_VERSION)
-    onnx.checker.check_model(model, full_check=True)
-    return model
 
 
 @pytest.mark.parametrize("B,V,S,C,with_depth,zero_view0", CASES)

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from occdepth_ros.node.params import NodeParams
-from occdepth_ros.runtime import BACKEND_CHOICES, BackendError, create_backend, factory
+from occdepth_export import backends
+from occdepth_export.backends import create_backend
+from occdepth_ros.runtime import BACKEND_CHOICES, BackendError
 from occdepth_ros.runtime.auto_backend import Availability, choose_backend
 
 OPENVINO, CPU, CUDA = "OpenVINOExecutionProvider", "CPUExecutionProvider", "CUDAExecutionProvider"
@@ -59,7 +61,7 @@ def test_named_provider_is_reported_and_checked() -> None:
 
 
 def test_create_backend_auto_runs_the_choice(monkeypatch) -> None:
-    monkeypatch.setattr(factory, "probe", lambda: BARE)
+    monkeypatch.setattr(backends, "probe", lambda: BARE)
     backend = create_backend("auto", preset="compact")
     assert backend.name == "torch" and backend.device == torch.device("cpu")
     assert backend.describe().endswith("; " + choose_backend("cpu", BARE).summary())

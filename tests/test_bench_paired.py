@@ -8,7 +8,8 @@ import statistics
 import pytest
 import torch
 
-from occdepth_ros import runtime
+from occdepth_export import backends
+from occdepth_ros.runtime import BackendError
 from occdepth_ros.bench import paired as paired_mod
 from occdepth_ros.bench.frames import synthetic_frame
 from occdepth_ros.bench.measure import Stat
@@ -40,7 +41,7 @@ def scripted(monkeypatch, tmp_path):
     run; sleep is recorded, not slept."""
     calls: list[str] = []
     events: list[str] = []
-    monkeypatch.setattr(runtime, "create_backend", lambda name, **_: _FakeBackend(name, calls))
+    monkeypatch.setattr(backends, "create_backend", lambda name, **_: _FakeBackend(name, calls))
     monkeypatch.setattr(paired_mod.time, "sleep", lambda s: events.append(f"sleep {s}"))
     seen = {name: 0 for name in SCRIPT}
 
@@ -74,9 +75,9 @@ def test_bench_paired_alternates_pauses_and_takes_per_round_ratios(scripted):
 
 def test_a_backend_that_cannot_start_is_reported(monkeypatch, tmp_path):
     def broken(name, **_):
-        raise runtime.BackendError("no onnxruntime here")
+        raise BackendError("no onnxruntime here")
 
-    monkeypatch.setattr(runtime, "create_backend", broken)
+    monkeypatch.setattr(backends, "create_backend", broken)
     result = bench_paired(("torch", "onnxruntime"), "default", synthetic_frame(tmp_path / "f"), 0, 2, None, None, False)
     assert result.status == "n/a" and "no onnxruntime here" in result.reason
 

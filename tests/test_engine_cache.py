@@ -12,7 +12,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from occdepth_ros.runtime import BackendError, create_backend
+from occdepth_export.backends import create_backend
+from occdepth_ros.runtime import BackendError
 from occdepth_ros.runtime.engine_cache import EngineCache, EngineKey, file_sha256, onnx_input_shapes, validate_engine
 from occdepth_ros.runtime.trt_env import PLUGIN_ENV, find_plugin_library
 

@@ -16,8 +16,8 @@ import yaml
 from occdepth_export.cli import main as export_main
 from occdepth_export.cli import random_images
 from occdepth_export.onnx_export import ExportError, export_onnx
-from occdepth_export.spec import (INPUT_NAMES, META_CONFIG, META_FORMAT, META_FORMAT_VALUE, OP_DOMAIN, OP_NAME,
-                                  OP_VERSION, OUTPUT_SSC_LOGIT)
+from occdepth_export.spec import OP_DOMAIN, OP_NAME, OP_VERSION
+from occdepth_ros.runtime.onnx_contract import INPUT_NAMES, META_CONFIG, META_FORMAT, META_FORMAT_VALUE, OUTPUT_SSC_LOGIT
 from occdepth_ros.checkpoint.io import load_model
 from occdepth_ros.geometry.calib import shipped_kitti_calibration
 from occdepth_ros.inference import StereoInference

@@ -36,7 +36,8 @@ from occdepth_export.build_engine import build_serialized
 from occdepth_export.build_engine import main as build_engine_main
 from occdepth_export.fp16_graph import Fp16GraphError, depth_prob_path, lift_node, to_fp16
 from occdepth_export.onnx_export import export_onnx
-from occdepth_export.spec import INPUT_DEPTH_COORDS, OP_DOMAIN, OP_NAME, OUTPUT_SSC_LOGIT
+from occdepth_export.spec import OP_DOMAIN, OP_NAME
+from occdepth_ros.runtime.onnx_contract import INPUT_DEPTH_COORDS, OUTPUT_SSC_LOGIT
 from occdepth_export.trt_network import (FP16_FLAG, FP16_TYPED, FP32, TENSORRT, TENSORRT_RTX, Toolkit,
                                          depth_prob_layers, graph_for_parser, parse_version)
 from occdepth_ros.checkpoint.io import load_model

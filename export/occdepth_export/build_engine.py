@@ -20,7 +20,7 @@ import onnx
 from occdepth_ros.resources import cache_dir
 from occdepth_ros.runtime.base import BackendError
 from occdepth_ros.runtime.engine_cache import CachedEngine, EngineCache, EngineKey
-from occdepth_ros.runtime.trt_env import compute_capability, find_plugin_library, import_tensorrt, load_plugin
+from occdepth_ros.runtime.trt_env import compute_capability, find_plugin_library, gpu_model, import_tensorrt, load_plugin
 
 from .fp16_graph import Fp16GraphError, depth_prob_path, to_fp16
 from .spec import OP_NAME
@@ -139,7 +139,8 @@ def ensure_engine(onnx_path: str | Path, precision: str = "fp32", plugin: str | 
         raise BackendError(f"the plugin was required but {'--plugin none was given' if plugin else 'none was found'} "
                            "(build it: export/plugin/README.md)")
     trt = import_tensorrt()
-    key = EngineKey.for_build(onnx_path, precision, trt.__version__, compute_capability(device), plugin_path)
+    key = EngineKey.for_build(onnx_path, precision, trt.__version__, compute_capability(device), plugin_path,
+                              gpu_model(device))
     store = EngineCache(cache or cache_dir("engines"))
     cached, why = store.lookup(key, onnx_path.stem)
     if cached is not None:
@@ -180,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         onnx_path = args.onnx
         if onnx_path is None:
             from occdepth_ros.checkpoint.io import choose_weights, load_model
-            from occdepth_ros.runtime.factory import cached_onnx
+
+            from .backends import cached_onnx
 
             ckpt, preset, _ = choose_weights(args.checkpoint, args.preset)
             onnx_path = cached_onnx(load_model(ckpt, preset=preset), str(ckpt or f"preset {preset}"))

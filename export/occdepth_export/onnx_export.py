@@ -22,6 +22,7 @@ from torch import nn
 
 from occdepth_ros.geometry.lookups import LiftTensors
 from occdepth_ros.model.occdepth import OccDepth
+from occdepth_ros.runtime import onnx_contract as contract
 
 from . import spec
 from .custom_op import lift_as_custom_op, stereo_voxel_sample_op
@@ -155,12 +156,12 @@ def export_onnx(model: OccDepth, path: str | Path, source: str = "", weights_has
     register_schema()
     model = model.eval().float()
     graph_module = _GraphModule(model)
-    input_names = list(spec.INPUT_NAMES)
+    input_names = list(contract.INPUT_NAMES)
     with lift_as_custom_op(model), torch.no_grad(), warnings.catch_warnings(), _quiet("onnx_ir"):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             graph_module, example_inputs(model), dynamo=True, opset_version=spec.ONNX_OPSET,
-            input_names=input_names, output_names=[spec.OUTPUT_SSC_LOGIT],
+            input_names=input_names, output_names=[contract.OUTPUT_SSC_LOGIT],
             custom_translation_table={torch.ops.occdepth.stereo_voxel_sample.default: _translate,
                                       torch.ops.aten.conv3d.default: _conv3d},
             verbose=False,
@@ -199,10 +200,10 @@ def finalize(proto: onnx.ModelProto, model: OccDepth, source: str, weights_hash:
         proto.opset_import.append(onnx.helper.make_opsetid(spec.OP_DOMAIN, spec.OP_VERSION))
     proto.ir_version = spec.ONNX_IR_VERSION
     meta = {
-        spec.META_FORMAT: spec.META_FORMAT_VALUE,
-        spec.META_CONFIG: cfg.to_yaml(),
-        spec.META_SOURCE: source,
-        spec.META_WEIGHTS_SHA256: weights_hash,
+        contract.META_FORMAT: contract.META_FORMAT_VALUE,
+        contract.META_CONFIG: cfg.to_yaml(),
+        contract.META_SOURCE: source,
+        contract.META_WEIGHTS_SHA256: weights_hash,
     }
     del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, meta)

@@ -55,7 +55,7 @@ def bench_paired(names: tuple[str, str], preset: str, frame: StereoFrame, warmup
                  ort_provider: str = "") -> PairedResult:
     """Both backends on the same prepared input, alternating; ``budget_s`` caps the
     timed rounds (at least two)."""
-    from ..runtime import create_backend
+    from occdepth_export.backends import create_backend
 
     result = PairedResult(preset=preset, backends=names)
     try:

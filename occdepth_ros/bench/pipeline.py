@@ -42,7 +42,7 @@ HOST_BEFORE = ("decode", "preprocess")
 HOST_AFTER = ("postprocess", "message build", "markers", "publish")
 STAGES = HOST_BEFORE + TORCH_NETWORK_STAGES + HOST_AFTER
 # Which runtime backends are benchmarked: adding one is one name here (and in
-# occdepth_ros.runtime.create_backend).
+# occdepth_export.backends.create_backend).
 BENCH_BACKENDS = ("torch", "onnxruntime", "tensorrt")
 BENCH_TOPIC_PREFIX = "occdepth_bench"
 DISCOVERY_TIMEOUT_S = 10.0
@@ -324,7 +324,7 @@ def bench_backend(name: str, preset: str, frame: StereoFrame, warmup: int, iters
                   publisher: LoopbackPublisher | None, ros_reason: str | None, threads: int | None,
                   progress: bool, ort_provider: str = "") -> PipelineResult:
     """One (preset, backend): the staged frame, then the backend's forward on its own."""
-    from ..runtime import create_backend
+    from occdepth_export.backends import create_backend
 
     result = PipelineResult(preset=preset, backend=name)
     try:

@@ -48,7 +48,8 @@ from ..geometry.calib import CalibrationError
 from ..inference import InputError, StereoInference
 from ..model.config import ConfigError
 from ..resources import default_model_path, share_dir
-from ..runtime import BackendError, create_backend
+from ..runtime import BackendError
+from occdepth_export.backends import create_backend
 from .latest_slot import LatestSlot
 from .messages import diagnostic_array, label_grid, make_header, marker_array, occupancy_grid, point_cloud2
 from .params import NodeParams

@@ -2,7 +2,7 @@
 inference pipeline calls, implemented by eager PyTorch, ONNX Runtime and TensorRT."""
 
 from .base import Backend, BackendError
-from .factory import BACKEND_CHOICES, BACKENDS, create_backend
+from .factory import BACKEND_CHOICES, BACKENDS
 from .torch_backend import TorchBackend
 
-__all__ = ["BACKEND_CHOICES", "BACKENDS", "Backend", "BackendError", "TorchBackend", "create_backend"]
+__all__ = ["BACKEND_CHOICES", "BACKENDS", "Backend", "BackendError", "TorchBackend"]

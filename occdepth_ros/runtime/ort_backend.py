@@ -18,10 +18,10 @@ import yaml
 from ..geometry.lookups import LiftTensors
 from ..model.config import ConfigError, ModelConfig, config_from_dict
 from .base import BackendError, with_selection
+from .onnx_contract import INPUT_NAMES, META_CONFIG, META_FORMAT, META_FORMAT_VALUE, OUTPUT_SSC_LOGIT
 from .ort_cpu_graph import RewriteReport, optimize_for_cpu
 from .ort_openvino_graph import output_class_axis_last
 from .ort_providers import CPU, OPENVINO, by_preference, provider_options
-from occdepth_export.spec import INPUT_NAMES, META_CONFIG, META_FORMAT, META_FORMAT_VALUE, OUTPUT_SSC_LOGIT
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

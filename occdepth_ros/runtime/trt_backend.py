@@ -61,14 +61,6 @@ class TrtBackend:
             raise BackendError(f"{path}: manifest has no valid model config ({exc})") from exc
         return cls(path, cfg, **kwargs)
 
-    @classmethod
-    def from_onnx(cls, onnx_path: str | Path, precision: str = "fp32", cache: Path | None = None,
-                  plugin: str | Path | None = None, device: str = "cuda:0", **kwargs) -> "TrtBackend":
-        from occdepth_export.build_engine import ensure_engine
-
-        cached = ensure_engine(onnx_path, precision, plugin, cache, device)
-        return cls.from_engine(cached.path, plugin=plugin, device=device, **kwargs)
-
     def _enqueue(self) -> None:
         if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise BackendError("TensorRT enqueue failed")

@@ -13,7 +13,7 @@ from .base import BackendError
 PLUGIN_ENV = "OCCDEPTH_TRT_PLUGIN"
 PLUGIN_FILE = "liboccdepth_svs_trt.so"
 NO_PLUGIN = "none"
-MIN_TENSORRT_MAJOR = 10  # IPluginV3 and plugin-over-local-function preference (>= 10.7)
+MIN_TENSORRT_MAJOR = 10  # IPluginV3; below 10.7 the builder parses the graph without its ONNX function
 JETSON_MODEL_FILE = Path("/proc/device-tree/model")  # "NVIDIA Jetson AGX Orin Developer Kit"
 
 # Plugin libraries registered with TensorRT in this process (real paths). TensorRT keeps a

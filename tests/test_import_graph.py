@@ -1,6 +1,6 @@
-"""The subpackages import one another one way: no cycles, and the pipeline's order holds
-(geometry → model → ops/checkpoint → runtime → export → inference → node → tools;
-eval below train).
+"""The subpackages import one another one way: no cycles, and the lower layers never reach
+the upper ones (geometry never reaches model, the runtime never reaches the exporter, the
+model never reaches a runtime, eval never reaches training code).
 
 Every import counts, also those inside functions. Run with ``-s`` to see the graph.
 """

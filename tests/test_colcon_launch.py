@@ -130,8 +130,9 @@ def launched(install, kitti2mcap_bag, tmp_path_factory):
         with BagWatch(OUTPUTS, DOMAIN_ID) as watch:
             inputs = [TOPIC[LEFT][0], TOPIC[RIGHT][0], TOPIC[LEFT][1], TOPIC[RIGHT][1]]
             started = watch.wait_subscribed(inputs, START_TIMEOUT_S) and watch.wait_for("diag", 1, START_TIMEOUT_S)
+            played = None
             if started:
-                watch.play(kitti2mcap_bag.path, rate=RATE)
+                played = watch.play(kitti2mcap_bag.path, rate=RATE)
                 watch.wait_for("cloud", FRAMES, OUTPUT_TIMEOUT_S)
                 watch.wait_for("diag", len(watch.messages("diag")) + 2, OUTPUT_TIMEOUT_S)  # a report after the last
             got = {key: watch.messages(key) for key in OUTPUTS}
@@ -147,7 +148,13 @@ def launched(install, kitti2mcap_bag, tmp_path_factory):
         output = out_file.read()
         out_file.close()
     assert started, f"the launched node never subscribed to the bag's topics / published diagnostics:\n{output}"
+    output += f"\n[test] player: {played}\n[test] last diagnostics: {_last_diagnostics(got['diag'])}"
     yield kitti2mcap_bag, got, output, rc
+
+
+def _last_diagnostics(arrays: list[DiagnosticArray]) -> dict[str, str]:
+    statuses = [s for array in arrays for s in array.status if s.name.startswith("occdepth_node")]
+    return {"message": statuses[-1].message, **{kv.key: kv.value for kv in statuses[-1].values}} if statuses else {}
 
 
 # -- the install tree -------------------------------------------------------------------
@@ -214,9 +221,8 @@ def test_launched_node_processes_every_pair_of_the_kitti2mcap_bag(launched) -> N
 def test_launched_node_counts_every_pair_and_drops_none(launched) -> None:
     _, got, output, _ = launched
     assert re.search(r"\[occdepth_node-\d+\]: process started", output), output[-3000:]
-    statuses = [s for array in got["diag"] for s in array.status if s.name.startswith("occdepth_node")]
-    assert statuses, "no diagnostics from the launched node"
-    values = {kv.key: kv.value for kv in statuses[-1].values}
+    values = _last_diagnostics(got["diag"])
+    assert values, "no diagnostics from the launched node"
     assert values["frames_processed"] == str(FRAMES), values
     drops = {k: v for k, v in values.items() if k.startswith("dropped_") and v != "0"}
     assert not drops, f"{drops}\n{output[-3000:]}"
@@ -235,6 +241,7 @@ def test_documented_command_is_the_one_tested() -> None:
     blocks = [b for b in re.findall(r"```(?:bash|sh)?\n(.*?)```", text, re.S)
               if "ros2 launch occdepth_ros stereo.launch.py" in b and TOPIC[LEFT][0] in b]
     assert len(blocks) == 1, "docs/CAMERA.md needs one ros2 launch block for kitti2mcap bags"
-    words = blocks[0].replace("\\\n", " ").split()
+    share = "$(ros2 pkg prefix --share occdepth_ros)"
+    words = blocks[0].replace("\\\n", " ").replace(share, "SHARE").split()
     args = [w for w in words if ":=" in w and not w.startswith("bag:=")]
-    assert args == kitti2mcap_launch_arguments(Path("$(ros2 pkg prefix --share occdepth_ros)"))
+    assert args == kitti2mcap_launch_arguments(Path("SHARE"))

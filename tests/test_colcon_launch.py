@@ -178,7 +178,8 @@ def test_executables_installed_for_ros2_run_with_this_interpreter(install, exe: 
 
 
 def test_installed_package_finds_its_share_through_the_ament_index(install, tmp_path) -> None:
-    code = "from occdepth_ros.resources import share_dir; import occdepth_ros; print(share_dir()); print(occdepth_ros.__file__)"
+    code = ("import occdepth_ros; from occdepth_ros.resources import share_dir; "
+            "print(share_dir()); print(occdepth_ros.__file__)")
     env = _launch_env(install, tmp_path)
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=120)

@@ -1,14 +1,15 @@
 """requirements.txt installs on aarch64 (Jetson): every x86-64-only wheel sits behind a marker.
 
-X86_ONLY comes from pip's resolver run for an aarch64 target (JetPack 6: Python 3.10):
+X86_ONLY comes from pip's resolver asked for each marked requirement with an aarch64 target
+(JetPack 6: Python 3.10):
 
     pip install --dry-run --ignore-installed --target t --python-version 3.10 --only-binary=:all: \\
         --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --platform manylinux_2_34_aarch64 <req>
 
 which found no distribution for each name below (the ros-jazzy-* wheels are pure Python but pin
-ros-* wheels built for manylinux_2_28_x86_64 only), while the requirements left after evaluating
-the markers for aarch64 resolved (51 packages; EmPy, which colcon-core needs, is an sdist only
-and was given as a locally built py3-none-any wheel).
+ros-* wheels built for manylinux_2_28_x86_64 only). The requirements left after evaluating the
+markers for aarch64 resolve as a whole: `.ci/resolve-aarch64` (needs the package index) runs
+that check, 51 packages.
 """
 
 from __future__ import annotations

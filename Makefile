@@ -17,9 +17,15 @@ RUNS ?= out/runs
 TRAIN_SEQS := 00 01 02 03 04 05
 TRAIN_ARGS := --data $(DATA) --train $(TRAIN_SEQS) --val 06 --preset compact --epochs 6 --threads 2 --seed 42
 
+# torch first (TORCH: a requirement or a wheel file; on a Jetson NVIDIA's JetPack wheel), then
+# requirements.txt, whose markers leave out the x86-64-only wheels elsewhere (docs/JETSON.md).
+# VENV_ARGS=--system-site-packages lets the venv see a system ROS 2 / TensorRT (Jetson).
+TORCH ?= torch==2.13.0
+VENV_ARGS ?=
+
 $(STAMP): setup.py requirements.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q torch==2.13.0
+	$(PYTHON) -m venv $(VENV_ARGS) $(VENV)
+	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q --no-deps geffnet==1.0.2
 	@# x86-64 takes onnxruntime-openvino, which installs the same module: drop a plain onnxruntime first
 	if [ "$$(uname -m)" = x86_64 ]; then $(PY) -m pip uninstall -q -y onnxruntime; fi

@@ -114,10 +114,10 @@ class ConvertResult:
 
 # -- rosbags helpers ---------------------------------------------------------------
 def typestore() -> Any:
-    """The newest ROS 2 store this rosbags knows, preferring Kilted (the wheels' distro)."""
+    """The ROS 2 Jazzy store (the wheels' distro; Image and CameraInfo are the same in Humble)."""
     from rosbags.typesys import Stores, get_typestore
 
-    for name in ("ROS2_KILTED", "ROS2_JAZZY", "LATEST"):
+    for name in ("ROS2_JAZZY", "LATEST"):
         if hasattr(Stores, name):
             return get_typestore(getattr(Stores, name))
     raise ConversionError("rosbags has no ROS 2 type store")  # pragma: no cover

@@ -20,6 +20,8 @@ SLOT = {
     "end_to_end": 4,
     "bench": 6,
     "bag_player": 8,
+    "colcon_launch": 10,
+    "kitti2mcap_bag": 12,
 }
 
 

@@ -33,7 +33,6 @@ setup(
         share("config/calib"),
         share("launch"),
         share("models"),
-        share("models/ablations"),
         share("rviz"),
         # the native lift's sources: occdepth_ros.ops.native_lift compiles them on first use
         share("export/plugin", "CMakeLists.txt"),

@@ -46,18 +46,19 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
+            # every console script is a thin main in occdepth_ros/cli/
             "occdepth-infer = occdepth_ros.cli.infer:main",
             "occdepth-inspect = occdepth_ros.cli.inspect:main",
-            "occdepth-synth = occdepth_ros.data.synth.cli:main",
+            "occdepth-synth = occdepth_ros.cli.synth:main",
             "occdepth-train = occdepth_ros.cli.train:main",
             "occdepth-eval = occdepth_ros.cli.evaluate:main",
-            "occdepth_node = occdepth_ros.node.ros_node:main",
-            "occdepth-kitti2bag = occdepth_ros.tools.kitti2bag:main",
-            "occdepth-play = occdepth_ros.tools.bag_player:main",
-            "occdepth-demo = occdepth_ros.tools.demo:main",
-            "occdepth-bench = occdepth_ros.bench.cli:main",
-            "occdepth-export-onnx = occdepth_export.cli:main",
-            "occdepth-build-engine = occdepth_export.build_engine:main",
+            "occdepth_node = occdepth_ros.cli.node:main",
+            "occdepth-kitti2bag = occdepth_ros.cli.kitti2bag:main",
+            "occdepth-play = occdepth_ros.cli.play:main",
+            "occdepth-demo = occdepth_ros.cli.demo:main",
+            "occdepth-bench = occdepth_ros.cli.bench:main",
+            "occdepth-export-onnx = occdepth_ros.cli.export_onnx:main",
+            "occdepth-build-engine = occdepth_ros.cli.build_engine:main",
         ],
     },
 )

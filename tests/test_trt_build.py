@@ -31,7 +31,7 @@ from onnx import TensorProto
 
 from helpers import trt_plugin
 from helpers.lift_graph import single_op_model
-from lift_cases import GATE_SCALE, make_case, run_reference
+from helpers.lift_cases import GATE_SCALE, make_case, run_reference
 from occdepth_export.build_engine import build_serialized
 from occdepth_export.build_engine import main as build_engine_main
 from occdepth_export.fp16_graph import Fp16GraphError, depth_prob_path, lift_node, to_fp16

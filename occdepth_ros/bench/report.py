@@ -14,7 +14,7 @@ from .micro import MESSAGE_KINDS, LiftResult, MessageResult
 from .paired import PairedResult
 from .pipeline import NETWORK, PipelineResult
 
-# -- targets (issue #6) -------------------------------------------------------------------------
+# -- targets ------------------------------------------------------------------------------------
 NON_NETWORK_SHARE_MAX = 0.10  # of end-to-end latency, default model, eager torch
 POINTCLOUD2_MAX_MS = 10.0  # PointCloud2 from the label grid at POINTCLOUD2_TARGET_COUNT voxels
 POINTCLOUD2_TARGET_COUNT = 200_000

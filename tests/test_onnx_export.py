@@ -61,11 +61,11 @@ def stereo_pair(seed: int) -> list[np.ndarray]:
     return random_images(np.random.default_rng(seed), 2)
 
 
-def compare(model: OccDepth, onnx_path: Path, calibration, images, cpu_rewrites: bool = True,
+def compare(model: OccDepth, onnx_path: Path, calibration, images, class_last: bool = True,
             providers: list[str] | str = "auto") -> tuple[float, float]:
     """(max |logit diff| / max |logit|, share of equal labels) torch vs ONNX Runtime."""
     out = []
-    ort_backend = OrtBackend(onnx_path, providers=providers, cpu_rewrites=cpu_rewrites)
+    ort_backend = OrtBackend(onnx_path, providers=providers, class_last=class_last)
     for engine in (StereoInference(model), StereoInference(ort_backend)):
         engine.set_calibration(calibration)
         out.append(engine.logits(images))
@@ -102,36 +102,21 @@ def test_graph_structure(default_export) -> None:
 
 
 @pytest.mark.parametrize("providers", PROVIDERS)
-@pytest.mark.parametrize("cpu_rewrites", [True, False])
-def test_default_model_onnxruntime_matches_torch(default_export, kitti_calibration, cpu_rewrites, providers) -> None:
+@pytest.mark.parametrize("class_last", [True, False])
+def test_default_model_onnxruntime_matches_torch(default_export, kitti_calibration, class_last, providers) -> None:
     model, path = default_export
     for seed in (0, 1):
-        rel, agree = compare(model, path, kitti_calibration, stereo_pair(seed), cpu_rewrites, providers)
+        rel, agree = compare(model, path, kitti_calibration, stereo_pair(seed), class_last, providers)
         assert rel < 1e-4 and agree >= 0.9999, (rel, agree)
 
 
-def test_cpu_rewrites_apply_in_memory_only(default_export, kitti_calibration) -> None:
-    """The CPU provider gets the permuted 3D layout, the concatenations taken apart and
-    the sigmoid; the file on disk is untouched (TensorRT and the GPU providers read it as
-    exported)."""
+def test_the_cpu_provider_runs_the_graph_as_exported(default_export, kitti_calibration) -> None:
     _, path = default_export
-    before = path.read_bytes()
-    rewritten, plain = OrtBackend(path, providers=[CPU]), OrtBackend(path, providers=[CPU], cpu_rewrites=False)
-    assert plain.rewrites is None and "rewrites" not in plain.describe()
-    report = rewritten.rewrites
-    n_conv3d = sum(1 for n in onnx.load(str(path)).graph.node if n.op_type in ("Conv", "ConvTranspose")
-                   and len(n.input) > 1 and n.input[1].startswith("model.net_3d_decoder"))
-    assert report is not None and report.convs_permuted == n_conv3d > 0
-    assert report.softmax2_replaced == 1  # the cascade head's occupancy softmax
-    assert report.concat_convs_split == 2  # the 2D decoder's last block and the cascade head's classifier
-    assert report.spatial_order == (2, 0, 1)
-    # the logits stay in the permuted layout; the backend hands them back as a view
-    # (compared with torch in test_default_model_onnxruntime_matches_torch)
-    assert report.output_perms == {OUTPUT_SSC_LOGIT: (0, 1, 3, 4, 2)}
-    engine = StereoInference(rewritten)
+    backend = OrtBackend(path, providers=[CPU])
+    assert "class-last" not in backend.describe()
+    engine = StereoInference(backend)
     engine.set_calibration(kitti_calibration)
-    assert not engine.logits(stereo_pair(0)).is_contiguous()
-    assert path.read_bytes() == before
+    assert engine.logits(stereo_pair(0)).is_contiguous()  # the exported layout, nothing viewed back
 
 
 @NEEDS_OPENVINO
@@ -141,7 +126,7 @@ def test_openvino_gets_class_last_logits_in_memory_only(default_export, kitti_ca
     _, path = default_export
     before = path.read_bytes()
     backend = OrtBackend(path, providers=[OPENVINO, CPU])
-    assert backend.providers[0] == OPENVINO and backend.rewrites is None
+    assert backend.providers[0] == OPENVINO
     assert "class-last" in backend.describe() and OPENVINO in backend.describe()
     engine = StereoInference(backend)
     engine.set_calibration(kitti_calibration)
@@ -151,11 +136,8 @@ def test_openvino_gets_class_last_logits_in_memory_only(default_export, kitti_ca
     assert path.read_bytes() == before
 
 
-@pytest.mark.parametrize("providers,rewrite", [([CPU], "optimize_for_cpu"),
-                                               pytest.param([OPENVINO, CPU], "output_class_axis_last",
-                                                            marks=NEEDS_OPENVINO)])
-def test_a_failed_rewrite_runs_the_graph_as_exported(default_export, kitti_calibration, monkeypatch, caplog,
-                                                     providers, rewrite) -> None:
+@NEEDS_OPENVINO
+def test_a_failed_rewrite_runs_the_graph_as_exported(default_export, kitti_calibration, monkeypatch, caplog) -> None:
     """A rewrite that raises is logged and skipped; the backend still runs (an
     optimisation must not stop the node)."""
     model, path = default_export
@@ -163,10 +145,10 @@ def test_a_failed_rewrite_runs_the_graph_as_exported(default_export, kitti_calib
     def broken(*_args, **_kwargs):
         raise ValueError("broken rewrite")
 
-    monkeypatch.setattr(ort_backend, rewrite, broken)
-    backend = OrtBackend(path, providers=providers)
+    monkeypatch.setattr(ort_backend, "output_class_axis_last", broken)
+    backend = OrtBackend(path, providers=[OPENVINO, CPU])
     assert "broken rewrite" in caplog.text and "running the graph as exported" in caplog.text
-    assert backend.rewrites is None and "rewrites" not in backend.describe() and "class-last" not in backend.describe()
+    assert "class-last" not in backend.describe()
     engine, reference = StereoInference(backend), StereoInference(model)
     for e in (engine, reference):
         e.set_calibration(kitti_calibration)

@@ -13,7 +13,7 @@ from occdepth_export.backends import create_backend
 from occdepth_ros.runtime import BackendError
 from occdepth_ros.runtime.ort_openvino_graph import output_class_axis_last
 from occdepth_ros.runtime.ort_providers import CPU, CUDA, OPENVINO, TENSORRT, choose_providers, provider_options
-from test_ort_cpu_graph import make_model, run
+from helpers.onnx_graphs import make_model, run
 
 EVERYTHING = [TENSORRT, CUDA, OPENVINO, CPU]
 

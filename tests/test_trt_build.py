@@ -233,7 +233,7 @@ def test_fp16_graph_runs_and_agrees_with_float32(shipped_onnx, shipped_fp16, tmp
     images = random_images(np.random.default_rng(0), 2)
     logits = []
     for path in (shipped_onnx, fp16_path):
-        engine = StereoInference(OrtBackend(path, providers=["CPUExecutionProvider"], cpu_rewrites=False))
+        engine = StereoInference(OrtBackend(path, providers=["CPUExecutionProvider"]))
         engine.set_calibration(shipped_kitti_calibration())
         logits.append(engine.logits(images))
     agree = float((logits[0].argmax(1) == logits[1].argmax(1)).double().mean())

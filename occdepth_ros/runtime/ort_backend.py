@@ -1,8 +1,8 @@
 """ONNX Runtime: runs an exported file (ORT inlines the lift's model-local function).
-On a CPU: the OpenVINO provider where installed, else ORT's own CPU provider, each with
-exact in-memory layout rewrites for its kernels (ort_openvino_graph, ort_cpu_graph); on a
-GPU: the TensorRT or CUDA providers where installed, on the graph as exported. The choice
-is ort_providers'."""
+On a CPU: the OpenVINO provider where installed (with one exact in-memory rewrite of the
+output layout, ort_openvino_graph), else ORT's own CPU provider; on a GPU: the TensorRT or
+CUDA providers where installed. Every other provider runs the graph as exported. The
+choice is ort_providers'."""
 
 from __future__ import annotations
 
@@ -19,9 +19,8 @@ from ..geometry.lookups import LiftTensors
 from ..model.config import ConfigError, ModelConfig, config_from_dict
 from .base import BackendError, with_selection
 from .onnx_contract import INPUT_NAMES, META_CONFIG, META_FORMAT, META_FORMAT_VALUE, OUTPUT_SSC_LOGIT
-from .ort_cpu_graph import RewriteReport, optimize_for_cpu
 from .ort_openvino_graph import output_class_axis_last
-from .ort_providers import CPU, OPENVINO, by_preference, provider_options
+from .ort_providers import OPENVINO, by_preference, provider_options
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,10 +56,10 @@ class OrtBackend:
     name = "onnxruntime"
 
     def __init__(self, path: str | Path, providers: str | list[str] = "auto", threads: int | None = None,
-                 cpu_rewrites: bool = True) -> None:
+                 class_last: bool = True) -> None:
         """``providers``: "auto" (the best installed, GPU first) or provider names, best
-        first (ort_providers.choose_providers). ``cpu_rewrites``: apply the rewrites for
-        the first provider when it is OpenVINO or ORT's CPU provider."""
+        first (ort_providers.choose_providers). ``class_last``: when the first provider
+        is OpenVINO, let it write the logits class-last (ort_openvino_graph)."""
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -80,14 +79,10 @@ class OrtBackend:
             missing = [p for p in chosen if p not in available]
             if missing:
                 raise BackendError(f"ONNX Runtime providers {missing} not available here; available: {available}")
-        self.rewrites: RewriteReport | None = None  # the CPU provider's
-        # the rewrites may leave the logits in the layout the head computes them in
+        # the OpenVINO rewrite leaves the logits in the layout the head computes them in
         self._logits_perm: tuple[int, ...] | None = None
         model_source: str | bytes = str(self.path)
-        if cpu_rewrites and chosen == [CPU]:
-            model_source, self.rewrites = _rewritten_for_cpu(self.path)
-            self._logits_perm = self.rewrites.output_perms.get(OUTPUT_SSC_LOGIT) if self.rewrites else None
-        elif cpu_rewrites and chosen[0] == OPENVINO:
+        if class_last and chosen[0] == OPENVINO:
             model_source, self._logits_perm = _class_last_for_openvino(self.path)
         try:
             self.session = ort.InferenceSession(model_source, options, providers=chosen,
@@ -118,12 +113,7 @@ class OrtBackend:
     def describe(self) -> str:
         import onnxruntime as ort
 
-        if self.rewrites:
-            rewrites = f"; {self.rewrites.describe()}"
-        elif self._logits_perm:
-            rewrites = "; logits left class-last"
-        else:
-            rewrites = ""
+        rewrites = "; logits left class-last" if self._logits_perm else ""
         return with_selection(self, f"onnxruntime {ort.__version__} ({', '.join(self.providers)}) "
                                     f"{self.path.name}{rewrites}")
 
@@ -157,10 +147,6 @@ def _rewritten(path: Path, what: str, rewrite: Callable[[Any, ModelConfig], T]) 
         log.warning("%s: %s graph rewrites failed (%s); running the graph as exported", path, what, exc)
         return str(path), None
     return model.SerializeToString(), result
-
-
-def _rewritten_for_cpu(path: Path) -> tuple[str | bytes, RewriteReport | None]:
-    return _rewritten(path, "CPU", lambda model, cfg: optimize_for_cpu(model, cfg.grid.dims))
 
 
 def _class_last_for_openvino(path: Path) -> tuple[str | bytes, tuple[int, ...] | None]:

@@ -5,7 +5,7 @@ OpenVINO's CPU plugin runs the cascade head's last convolution in a channels-las
 the whole 21 MB tensor (~12 ms of ~230 ms in an OpenVINO profile, 2 cores). Ending the
 graph with Transpose(0, 2, 3, 4, 1) lets the plugin write its own layout; the backend
 views the array back in class-first order (a permute, no copy), and postprocess reads
-either layout. Applied in memory, like ort_cpu_graph's rewrites for the CPU provider.
+either layout. Applied in memory: the file stays as exported for every other runtime.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import onnx
 from onnx import helper
 
-from .onnx_graph_index import CHANNEL_AXIS, GraphIndex
+CHANNEL_AXIS = 1
 
 
 def output_class_axis_last(model: onnx.ModelProto, name: str) -> tuple[int, ...]:
@@ -27,7 +27,7 @@ def output_class_axis_last(model: onnx.ModelProto, name: str) -> tuple[int, ...]
     rank = len(shape.dim)
     if rank < 3:
         raise ValueError(f"output {name!r} has rank {rank}; a channel axis and at least one more are needed")
-    producer = GraphIndex(graph).producers.get(name)
+    producer = next((node for node in graph.node if name in node.output), None)
     if producer is None:
         raise ValueError(f"output {name!r} is not made by a node")
     to_last = [0, *range(CHANNEL_AXIS + 1, rank), CHANNEL_AXIS]

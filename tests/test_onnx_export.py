@@ -24,7 +24,6 @@ from occdepth_ros.inference import StereoInference
 from occdepth_ros.model.config import config_from_dict, load_preset
 from occdepth_ros.model.occdepth import OccDepth
 from occdepth_ros.resources import default_model_path
-from occdepth_ros.runtime import ort_backend
 from occdepth_ros.runtime.ort_backend import OrtBackend, available_providers
 from occdepth_ros.runtime.ort_providers import CPU, OPENVINO
 
@@ -61,11 +60,11 @@ def stereo_pair(seed: int) -> list[np.ndarray]:
     return random_images(np.random.default_rng(seed), 2)
 
 
-def compare(model: OccDepth, onnx_path: Path, calibration, images, class_last: bool = True,
+def compare(model: OccDepth, onnx_path: Path, calibration, images,
             providers: list[str] | str = "auto") -> tuple[float, float]:
     """(max |logit diff| / max |logit|, share of equal labels) torch vs ONNX Runtime."""
     out = []
-    ort_backend = OrtBackend(onnx_path, providers=providers, class_last=class_last)
+    ort_backend = OrtBackend(onnx_path, providers=providers)
     for engine in (StereoInference(model), StereoInference(ort_backend)):
         engine.set_calibration(calibration)
         out.append(engine.logits(images))
@@ -102,59 +101,23 @@ def test_graph_structure(default_export) -> None:
 
 
 @pytest.mark.parametrize("providers", PROVIDERS)
-@pytest.mark.parametrize("class_last", [True, False])
-def test_default_model_onnxruntime_matches_torch(default_export, kitti_calibration, class_last, providers) -> None:
+def test_default_model_onnxruntime_matches_torch(default_export, kitti_calibration, providers) -> None:
     model, path = default_export
     for seed in (0, 1):
-        rel, agree = compare(model, path, kitti_calibration, stereo_pair(seed), class_last, providers)
+        rel, agree = compare(model, path, kitti_calibration, stereo_pair(seed), providers)
         assert rel < 1e-4 and agree >= 0.9999, (rel, agree)
 
 
-def test_the_cpu_provider_runs_the_graph_as_exported(default_export, kitti_calibration) -> None:
-    _, path = default_export
-    backend = OrtBackend(path, providers=[CPU])
-    assert "class-last" not in backend.describe()
-    engine = StereoInference(backend)
-    engine.set_calibration(kitti_calibration)
-    assert engine.logits(stereo_pair(0)).is_contiguous()  # the exported layout, nothing viewed back
-
-
-@NEEDS_OPENVINO
-def test_openvino_gets_class_last_logits_in_memory_only(default_export, kitti_calibration) -> None:
-    """OpenVINO runs the graph with the logits class-last and the backend views them back
-    (values: test_default_model_onnxruntime_matches_torch); the file is untouched."""
+@pytest.mark.parametrize("providers", PROVIDERS)
+def test_onnxruntime_runs_the_file_as_exported(default_export, kitti_calibration, providers) -> None:
+    """No provider gets a rewritten graph: the logits come back in the exported layout and
+    the file is untouched."""
     _, path = default_export
     before = path.read_bytes()
-    backend = OrtBackend(path, providers=[OPENVINO, CPU])
-    assert backend.providers[0] == OPENVINO
-    assert "class-last" in backend.describe() and OPENVINO in backend.describe()
-    engine = StereoInference(backend)
+    engine = StereoInference(OrtBackend(path, providers=providers))
     engine.set_calibration(kitti_calibration)
-    logits = engine.logits(stereo_pair(0))
-    assert logits.shape[1] == backend.cfg.n_classes and not logits.is_contiguous()
-    assert logits.permute(0, 2, 3, 4, 1).is_contiguous()  # what OpenVINO wrote: class axis innermost
+    assert engine.logits(stereo_pair(0)).is_contiguous()
     assert path.read_bytes() == before
-
-
-@NEEDS_OPENVINO
-def test_a_failed_rewrite_runs_the_graph_as_exported(default_export, kitti_calibration, monkeypatch, caplog) -> None:
-    """A rewrite that raises is logged and skipped; the backend still runs (an
-    optimisation must not stop the node)."""
-    model, path = default_export
-
-    def broken(*_args, **_kwargs):
-        raise ValueError("broken rewrite")
-
-    monkeypatch.setattr(ort_backend, "output_class_axis_last", broken)
-    backend = OrtBackend(path, providers=[OPENVINO, CPU])
-    assert "broken rewrite" in caplog.text and "running the graph as exported" in caplog.text
-    assert "class-last" not in backend.describe()
-    engine, reference = StereoInference(backend), StereoInference(model)
-    for e in (engine, reference):
-        e.set_calibration(kitti_calibration)
-    logits = engine.logits(stereo_pair(0))
-    assert logits.is_contiguous()  # the exported layout: nothing to view back
-    assert (logits.argmax(1) == reference.logits(stereo_pair(0)).argmax(1)).double().mean() >= 0.9999
 
 
 def test_one_file_serves_another_calibration(default_export, kitti_calibration) -> None:

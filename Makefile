@@ -23,14 +23,16 @@ TRAIN_ARGS := --data $(DATA) --train $(TRAIN_SEQS) --val 06 --preset compact --e
 TORCH ?= torch==2.13.0
 VENV_ARGS ?=
 
-$(STAMP): setup.py requirements.txt
+$(STAMP): setup.py requirements.txt occdepth_ros/ops/csrc/svs_extension.cpp export/plugin/src/svs_cpu.cpp
 	$(PYTHON) -m venv $(VENV_ARGS) $(VENV)
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q --no-deps geffnet==1.0.2
 	@# x86-64 takes onnxruntime-openvino, which installs the same module: drop a plain onnxruntime first
 	if [ "$$(uname -m)" = x86_64 ]; then $(PY) -m pip uninstall -q -y onnxruntime; fi
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps -e .
+	@# builds the lift's native CPU kernel (a torch C++ extension) against the torch above:
+	@# no build isolation, so pip never fetches a second torch; OCCDEPTH_MARCH_NATIVE=1 tunes it to this CPU
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 setup: $(STAMP)

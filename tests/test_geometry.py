@@ -289,7 +289,7 @@ def test_image_fit_rejects_bad_sizes_and_modes() -> None:
 
 @pytest.mark.parametrize(
     ("stride", "expected"),
-    # FACTS §1.3 [measured] decoder outputs at 370x1220: 1_1, 1_2, 1_4, 1_8, 1_16
+    # the official decoder's outputs at 370x1220 (measured): 1_1, 1_2, 1_4, 1_8, 1_16
     [(1, (370, 1220)), (2, (185, 610)), (4, (93, 305)), (8, (47, 153)), (16, (24, 77))],
 )
 def test_feature_size_matches_measured_shapes(stride: int, expected: tuple[int, int]) -> None:
@@ -304,7 +304,7 @@ def test_feature_size_odd_and_compact() -> None:
 
 def test_lid_bin_index() -> None:
     d_min, d_max, D = 2.0, 54.0, 104
-    # Δ = 2*(54 - 2)/(104*105) = 104/10920 = 0.0095238 m (FACTS §1.5)
+    # Δ = 2*(54 - 2)/(104*105) = 104/10920 = 0.0095238 m
     delta = 2 * (d_max - d_min) / (D * (D + 1))
     assert delta == pytest.approx(0.0095238, abs=1e-7)
     # i(d_max) = -0.5 + 0.5*sqrt(1 + 8*52/Δ) = -0.5 + 0.5*sqrt(1 + 8*5460) = -0.5 + 0.5*209 = 104
@@ -345,7 +345,7 @@ def test_official_voxel_centres_full_grid() -> None:
     dims = (128, 128, 16)
     got = official_voxel_centres((0.0, -25.6, -2.0), dims, 0.4)
     assert got.shape == (128 * 128 * 16, 3)
-    # FACTS §2.3: first centre of the 0.4 m grid is (0.2, -25.4, -1.8) (as float32)
+    # the official first centre of the 0.4 m grid is (0.2, -25.4, -1.8) (as float32)
     np.testing.assert_array_equal(got[0], np.float32([0.2, -25.4, -1.8]).astype(np.float64))
     for idx in [(127, 127, 15), (64, 0, 8), (3, 100, 1)]:
         np.testing.assert_array_equal(got[flat(idx, dims)], official_centre((0.0, -25.6, -2.0), idx, 0.4))
@@ -378,7 +378,7 @@ def test_lookup_shapes(b3_lookup, b3_cfg: ModelConfig) -> None:
     assert b3_lookup.scales == (1, 2, 4, 8)
     assert b3_lookup.feature_sizes == ((370, 1220), (185, 610), (93, 305), (47, 153))
     assert b3_lookup.depth_volume == (104, 47, 153)
-    # pixel size: ||(1/718.856, 1/718.856)|| * 1000 = sqrt(2)*1000/718.856 = 1.96731 (FACTS: 1.967)
+    # pixel size: ||(1/718.856, 1/718.856)|| * 1000 = sqrt(2)*1000/718.856 = 1.96731 (the official code prints 1.967)
     np.testing.assert_allclose(b3_lookup.pixel_size, [[1.967311], [1.967311]], atol=2e-6)
     # scale-s indices stay within the scale-s map
     for si, (h, w) in enumerate(b3_lookup.feature_sizes):

@@ -50,12 +50,22 @@ def test_with_the_setting_volumes_reuse_the_heap():
     assert result["faults"] <= 3 * PAGES_PER_VOLUME
 
 
-def test_torch_backend_applies_it_once_per_process():
+def test_constructing_a_backend_leaves_malloc_alone():
+    """Only an application opts in (the node's host_memory_tuning parameter, the benchmark)."""
     code = ("import json, torch; from occdepth_ros.runtime import host_memory; "
             "from occdepth_ros.runtime.torch_backend import TorchBackend; "
             "from occdepth_ros.model.config import load_preset; from occdepth_ros.model.occdepth import OccDepth; "
-            "b = TorchBackend(OccDepth(load_preset('compact'))); "
-            "print(json.dumps([host_memory._applied, b.describe()]))")
+            "b = TorchBackend(OccDepth(load_preset('compact'))); before = [host_memory._applied, b.describe()]; "
+            "first = host_memory.keep_freed_memory(); "
+            "print(json.dumps(before + [b.describe(), first is host_memory.keep_freed_memory()]))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120)
-    applied, describe = json.loads(out.stdout.strip().splitlines()[-1])
-    assert applied and "glibc allocator" in describe
+    applied, describe, after, once = json.loads(out.stdout.strip().splitlines()[-1])
+    assert applied is None and "C library defaults" in describe
+    assert "glibc allocator" in after and once  # applied once per process
+
+
+def test_the_node_parameter_opts_in_by_default():
+    from occdepth_ros.node.params import NodeParams
+
+    assert NodeParams().host_memory_tuning is True
+    assert NodeParams.from_dict({"host_memory_tuning": False}).host_memory_tuning is False

@@ -470,7 +470,7 @@ def test_compute_losses_all_terms_finite_and_summed(tiny_cfg):
 
 
 def test_compute_losses_uses_the_class_set_weights(tiny_cfg):
-    """CE terms against the hand-listed KITTI weights (FACTS 3.2), computed by loops."""
+    """CE terms against the hand-listed KITTI weights of the official code, computed by loops."""
     out, batch = make_out(tiny_cfg, batch=1, seed=2), make_batch(tiny_cfg, seed=2, batch=1)
     small = {k: v[:, :, :4] if k in ("ssc_logit", "occ_logit") else v for k, v in out.items()}
     small_batch = {"target": batch["target"][:, :4]}

@@ -24,7 +24,6 @@ from occdepth_ros.inference import StereoInference
 from occdepth_ros.model.config import config_from_dict, load_preset
 from occdepth_ros.model.occdepth import OccDepth
 from occdepth_ros.resources import default_model_path
-from occdepth_ros.runtime import ort_backend
 from occdepth_ros.runtime.ort_backend import OrtBackend, available_providers
 from occdepth_ros.runtime.ort_providers import CPU, OPENVINO
 
@@ -61,11 +60,11 @@ def stereo_pair(seed: int) -> list[np.ndarray]:
     return random_images(np.random.default_rng(seed), 2)
 
 
-def compare(model: OccDepth, onnx_path: Path, calibration, images, cpu_rewrites: bool = True,
+def compare(model: OccDepth, onnx_path: Path, calibration, images,
             providers: list[str] | str = "auto") -> tuple[float, float]:
     """(max |logit diff| / max |logit|, share of equal labels) torch vs ONNX Runtime."""
     out = []
-    ort_backend = OrtBackend(onnx_path, providers=providers, cpu_rewrites=cpu_rewrites)
+    ort_backend = OrtBackend(onnx_path, providers=providers)
     for engine in (StereoInference(model), StereoInference(ort_backend)):
         engine.set_calibration(calibration)
         out.append(engine.logits(images))
@@ -102,77 +101,23 @@ def test_graph_structure(default_export) -> None:
 
 
 @pytest.mark.parametrize("providers", PROVIDERS)
-@pytest.mark.parametrize("cpu_rewrites", [True, False])
-def test_default_model_onnxruntime_matches_torch(default_export, kitti_calibration, cpu_rewrites, providers) -> None:
+def test_default_model_onnxruntime_matches_torch(default_export, kitti_calibration, providers) -> None:
     model, path = default_export
     for seed in (0, 1):
-        rel, agree = compare(model, path, kitti_calibration, stereo_pair(seed), cpu_rewrites, providers)
+        rel, agree = compare(model, path, kitti_calibration, stereo_pair(seed), providers)
         assert rel < 1e-4 and agree >= 0.9999, (rel, agree)
 
 
-def test_cpu_rewrites_apply_in_memory_only(default_export, kitti_calibration) -> None:
-    """The CPU provider gets the permuted 3D layout, the concatenations taken apart and
-    the sigmoid; the file on disk is untouched (TensorRT and the GPU providers read it as
-    exported)."""
+@pytest.mark.parametrize("providers", PROVIDERS)
+def test_onnxruntime_runs_the_file_as_exported(default_export, kitti_calibration, providers) -> None:
+    """No provider gets a rewritten graph: the logits come back in the exported layout and
+    the file is untouched."""
     _, path = default_export
     before = path.read_bytes()
-    rewritten, plain = OrtBackend(path, providers=[CPU]), OrtBackend(path, providers=[CPU], cpu_rewrites=False)
-    assert plain.rewrites is None and "rewrites" not in plain.describe()
-    report = rewritten.rewrites
-    n_conv3d = sum(1 for n in onnx.load(str(path)).graph.node if n.op_type in ("Conv", "ConvTranspose")
-                   and len(n.input) > 1 and n.input[1].startswith("model.net_3d_decoder"))
-    assert report is not None and report.convs_permuted == n_conv3d > 0
-    assert report.softmax2_replaced == 1  # the cascade head's occupancy softmax
-    assert report.concat_convs_split == 2  # the 2D decoder's last block and the cascade head's classifier
-    assert report.spatial_order == (2, 0, 1)
-    # the logits stay in the permuted layout; the backend hands them back as a view
-    # (compared with torch in test_default_model_onnxruntime_matches_torch)
-    assert report.output_perms == {OUTPUT_SSC_LOGIT: (0, 1, 3, 4, 2)}
-    engine = StereoInference(rewritten)
+    engine = StereoInference(OrtBackend(path, providers=providers))
     engine.set_calibration(kitti_calibration)
-    assert not engine.logits(stereo_pair(0)).is_contiguous()
+    assert engine.logits(stereo_pair(0)).is_contiguous()
     assert path.read_bytes() == before
-
-
-@NEEDS_OPENVINO
-def test_openvino_gets_class_last_logits_in_memory_only(default_export, kitti_calibration) -> None:
-    """OpenVINO runs the graph with the logits class-last and the backend views them back
-    (values: test_default_model_onnxruntime_matches_torch); the file is untouched."""
-    _, path = default_export
-    before = path.read_bytes()
-    backend = OrtBackend(path, providers=[OPENVINO, CPU])
-    assert backend.providers[0] == OPENVINO and backend.rewrites is None
-    assert "class-last" in backend.describe() and OPENVINO in backend.describe()
-    engine = StereoInference(backend)
-    engine.set_calibration(kitti_calibration)
-    logits = engine.logits(stereo_pair(0))
-    assert logits.shape[1] == backend.cfg.n_classes and not logits.is_contiguous()
-    assert logits.permute(0, 2, 3, 4, 1).is_contiguous()  # what OpenVINO wrote: class axis innermost
-    assert path.read_bytes() == before
-
-
-@pytest.mark.parametrize("providers,rewrite", [([CPU], "optimize_for_cpu"),
-                                               pytest.param([OPENVINO, CPU], "output_class_axis_last",
-                                                            marks=NEEDS_OPENVINO)])
-def test_a_failed_rewrite_runs_the_graph_as_exported(default_export, kitti_calibration, monkeypatch, caplog,
-                                                     providers, rewrite) -> None:
-    """A rewrite that raises is logged and skipped; the backend still runs (an
-    optimisation must not stop the node)."""
-    model, path = default_export
-
-    def broken(*_args, **_kwargs):
-        raise ValueError("broken rewrite")
-
-    monkeypatch.setattr(ort_backend, rewrite, broken)
-    backend = OrtBackend(path, providers=providers)
-    assert "broken rewrite" in caplog.text and "running the graph as exported" in caplog.text
-    assert backend.rewrites is None and "rewrites" not in backend.describe() and "class-last" not in backend.describe()
-    engine, reference = StereoInference(backend), StereoInference(model)
-    for e in (engine, reference):
-        e.set_calibration(kitti_calibration)
-    logits = engine.logits(stereo_pair(0))
-    assert logits.is_contiguous()  # the exported layout: nothing to view back
-    assert (logits.argmax(1) == reference.logits(stereo_pair(0)).argmax(1)).double().mean() >= 0.9999
 
 
 def test_one_file_serves_another_calibration(default_export, kitti_calibration) -> None:

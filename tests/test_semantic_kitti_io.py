@@ -101,7 +101,7 @@ def test_readers_name_file_on_wrong_size(tmp_path):
 
 
 def test_remap_hand_written_case(cs):
-    # (raw id, expected class): rules from the official preprocess (FACTS 8.2)
+    # (raw id, expected class): rules from the official preprocess
     cases = [
         (0, 0),  # unlabeled stays empty
         (1, 255),  # outlier -> ignore

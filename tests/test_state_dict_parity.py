@@ -37,7 +37,7 @@ def test_inspect_keys_reproduces_the_listing(official_tsv) -> None:
 @pytest.mark.parametrize(
     "preset, total, parts",
     [
-        # FACTS.md §5.4 [measured] on the official code.
+        # parameter counts measured on the official code's models
         ("kitti_b3_f32", 40_859_886, (10_696_232, 24_813_712, 4_363_214, 986_728)),
         ("kitti_b7_f64", 150_581_846, (63_786_960, 68_882_640, 16_888_654, 1_023_592)),
     ],

@@ -31,7 +31,7 @@ from onnx import TensorProto
 
 from helpers import trt_plugin
 from helpers.lift_graph import single_op_model
-from lift_cases import GATE_SCALE, make_case, run_reference
+from helpers.lift_cases import GATE_SCALE, make_case, run_reference
 from occdepth_export.build_engine import build_serialized
 from occdepth_export.build_engine import main as build_engine_main
 from occdepth_export.fp16_graph import Fp16GraphError, depth_prob_path, lift_node, to_fp16
@@ -233,7 +233,7 @@ def test_fp16_graph_runs_and_agrees_with_float32(shipped_onnx, shipped_fp16, tmp
     images = random_images(np.random.default_rng(0), 2)
     logits = []
     for path in (shipped_onnx, fp16_path):
-        engine = StereoInference(OrtBackend(path, providers=["CPUExecutionProvider"], cpu_rewrites=False))
+        engine = StereoInference(OrtBackend(path, providers=["CPUExecutionProvider"]))
         engine.set_calibration(shipped_kitti_calibration())
         logits.append(engine.logits(images))
     agree = float((logits[0].argmax(1) == logits[1].argmax(1)).double().mean())

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..runtime import host_memory
 from ..runtime.auto_backend import AUTO
 from ..runtime.ort_providers import ORT_PROVIDER_CHOICES
 from .frames import StereoFrame, kitti_frame, synthetic_frame
@@ -112,6 +113,7 @@ def _say(msg: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    host_memory.keep_freed_memory()  # as the node does by default (its host_memory_tuning parameter)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     efforts = _efforts(args)

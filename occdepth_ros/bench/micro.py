@@ -13,7 +13,7 @@ from ..classes import ClassSet, load_class_set
 from ..geometry.lookups import feature_size
 from ..model.config import GridConfig, load_preset
 from ..node.voxel_outputs import bev_occupancy, marker_groups, occupied_lut, occupied_voxels, voxel_cloud
-from ..ops import lift
+from ..ops import native_reason, stereo_voxel_sample, stereo_voxel_sample_op
 from ..geometry.calib import shipped_kitti_calibration
 from .frames import lookup_for
 from .measure import Stat, measure
@@ -60,10 +60,18 @@ def lift_inputs(preset: str, seed: int = 0) -> tuple[Any, list[torch.Tensor], An
 def bench_lift(preset: str, warmup: int, iters: int, budget_s: float | None) -> LiftResult:
     cfg, feats, lk, depth_prob = lift_inputs(preset)
 
+    reason = native_reason(feats, lk.pixel_index, depth_prob, lk.depth_coords)
+    if reason is not None:
+        raise RuntimeError(f"the lift benchmark needs the native CPU kernel: {reason}")
+    grid = cfg.grid.feature_dims
+
     def run(path: str) -> torch.Tensor:
         with torch.inference_mode():
-            return lift(feats, lk.pixel_index, cfg.grid.feature_dims, depth_prob, lk.depth_coords,
-                        cfg.depth.gate_scale, cfg.sfa_fusion, path=path)
+            if path == "reference":
+                return stereo_voxel_sample(feats, lk.pixel_index, grid, depth_prob, lk.depth_coords,
+                                           cfg.depth.gate_scale)
+            return stereo_voxel_sample_op(feats, lk.pixel_index, depth_prob, lk.depth_coords, list(grid),
+                                          cfg.depth.gate_scale)
 
     diff = float((run("native") - run("reference")).abs().max())
     shapes = {"B": 1, "V": cfg.n_views, "S": len(cfg.sfa_scales), "C": cfg.feature,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -14,7 +15,7 @@ from .micro import MESSAGE_KINDS, LiftResult, MessageResult
 from .paired import PairedResult
 from .pipeline import NETWORK, PipelineResult
 
-# -- targets (issue #6) -------------------------------------------------------------------------
+# -- targets ------------------------------------------------------------------------------------
 NON_NETWORK_SHARE_MAX = 0.10  # of end-to-end latency, default model, eager torch
 POINTCLOUD2_MAX_MS = 10.0  # PointCloud2 from the label grid at POINTCLOUD2_TARGET_COUNT voxels
 POINTCLOUD2_TARGET_COUNT = 200_000
@@ -40,75 +41,125 @@ def _find_pipeline(results: list[PipelineResult], preset: str, backend: str) -> 
     return next((r for r in results if r.preset == preset and r.backend == backend), None)
 
 
-def evaluate_targets(pipelines: list[PipelineResult], lifts: list[LiftResult],
-                     messages: list[MessageResult], paired: PairedResult | None = None) -> list[Target]:
-    """``paired``: the alternating torch/ONNX Runtime timing; the ORT target is judged on
-    it when present (the sequential figure is in the detail), else on the pipelines'."""
-    targets = []
+@dataclass(frozen=True)
+class Results:
+    """Everything one benchmark run measured, as the targets' metrics read it."""
 
-    t = Target("non-network share of end-to-end latency (default model, torch)", f"<= {NON_NETWORK_SHARE_MAX:.0%}")
-    run = _find_pipeline(pipelines, DEFAULT_PRESET, "torch")
+    pipelines: list[PipelineResult]
+    lifts: list[LiftResult]
+    messages: list[MessageResult]
+    paired: PairedResult | None = None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A metric's value (None: not measured), its text, and what the number covers."""
+
+    value: float | None
+    measured: str = ""
+    detail: str = ""
+
+
+def non_network_share(r: Results) -> Reading:
+    run = _find_pipeline(r.pipelines, DEFAULT_PRESET, "torch")
     if run is None or run.status != "ok" or run.non_network_share is None:
-        t.detail = "not measured: " + ("the default preset/torch backend was not run" if run is None else run.reason)
-    else:
-        share = run.non_network_share
-        t.value, t.measured = share, f"{share:.1%} ({run.total_p50 - run.network_p50:.1f} of {run.total_p50:.1f} ms p50)"
-        t.status = PASS if share <= NON_NETWORK_SHARE_MAX else FAIL
-        others = [f"{r.backend} {r.non_network_share:.1%}" for r in pipelines
-                  if r.preset == DEFAULT_PRESET and r.backend != "torch" and r.status == "ok"
-                  and r.non_network_share is not None]
-        marker_ms = run.periodic_p50
-        with_markers = (run.total_p50 + marker_ms - run.network_p50) / (run.total_p50 + marker_ms)
-        t.detail = ("decode+preprocess+postprocess+message build+publish; RViz markers (at most 1 Hz, only with a "
-                    f"subscriber) excluded: a frame that also sends them takes +{marker_ms:.1f} ms "
-                    f"({with_markers:.1%} non-network)" + (f"; other backends: {', '.join(others)}" if others else ""))
-    targets.append(t)
+        return Reading(None, detail="not measured: " + ("the default preset/torch backend was not run"
+                                                        if run is None else run.reason))
+    share = run.non_network_share
+    others = [f"{p.backend} {p.non_network_share:.1%}" for p in r.pipelines
+              if p.preset == DEFAULT_PRESET and p.backend != "torch" and p.status == "ok"
+              and p.non_network_share is not None]
+    marker_ms = run.periodic_p50
+    with_markers = (run.total_p50 + marker_ms - run.network_p50) / (run.total_p50 + marker_ms)
+    return Reading(share, f"{share:.1%} ({run.total_p50 - run.network_p50:.1f} of {run.total_p50:.1f} ms p50)",
+                   "decode+preprocess+postprocess+message build+publish; RViz markers (at most 1 Hz, only with a "
+                   f"subscriber) excluded: a frame that also sends them takes +{marker_ms:.1f} ms "
+                   f"({with_markers:.1%} non-network)" + (f"; other backends: {', '.join(others)}" if others else ""))
 
-    t = Target(f"PointCloud2 at {POINTCLOUD2_TARGET_COUNT // 1000}k occupied voxels", f"<= {POINTCLOUD2_MAX_MS:g} ms")
-    msg = next((m for m in messages if m.kind == "PointCloud2" and m.occupied == POINTCLOUD2_TARGET_COUNT), None)
+
+def pointcloud2_ms(r: Results) -> Reading:
+    msg = next((m for m in r.messages if m.kind == "PointCloud2" and m.occupied == POINTCLOUD2_TARGET_COUNT), None)
     if msg is None or not msg.stat.samples_ms:
-        t.detail = "not measured" + (f": {msg.stat.note}" if msg is not None else "")
-    else:
-        t.value, t.measured = msg.stat.p50, f"{msg.stat.p50:.2f} ms p50 ({msg.stat.p99:.2f} p99), {msg.grid} grid"
-        t.status = PASS if msg.stat.p50 <= POINTCLOUD2_MAX_MS else FAIL
-        t.detail = "label grid -> occupied voxels -> cloud -> sensor_msgs/PointCloud2"
-    targets.append(t)
+        return Reading(None, detail="not measured" + (f": {msg.stat.note}" if msg is not None else ""))
+    return Reading(msg.stat.p50, f"{msg.stat.p50:.2f} ms p50 ({msg.stat.p99:.2f} p99), {msg.grid} grid",
+                   "label grid -> occupied voxels -> cloud -> sensor_msgs/PointCloud2")
 
-    for preset in LIFT_TARGET_PRESETS:
-        t = Target(f"fused lift vs naive ({preset} shapes)", f">= {LIFT_SPEEDUP_MIN:g}x")
-        lift = next((r for r in lifts if r.preset == preset), None)
+
+def lift_speedup(preset: str) -> Callable[[Results], Reading]:
+    def metric(r: Results) -> Reading:
+        lift = next((x for x in r.lifts if x.preset == preset), None)
         if lift is None:
-            t.detail = "not measured (not in --lift-presets)"
-        else:
-            t.value = lift.ratio
-            t.measured = f"{lift.ratio:.1f}x ({lift.reference.p50:.1f} -> {lift.fused.p50:.1f} ms p50)"
-            t.status = PASS if lift.ratio >= LIFT_SPEEDUP_MIN else FAIL
-        targets.append(t)
+            return Reading(None, detail="not measured (not in --lift-presets)")
+        return Reading(lift.ratio, f"{lift.ratio:.1f}x ({lift.reference.p50:.1f} -> {lift.fused.p50:.1f} ms p50)")
 
-    t = Target("ONNX Runtime vs eager torch, network time (default model)", f">= {ORT_SPEEDUP_MIN:g}x")
-    torch_run, ort_run = (_find_pipeline(pipelines, DEFAULT_PRESET, name) for name in ORT_PAIR)
-    sequential = None
-    if all(r is not None and r.status == "ok" and r.network_forward is not None for r in (torch_run, ort_run)):
+    return metric
+
+
+def ort_speedup(r: Results) -> Reading:
+    """Judged on the alternating torch/ONNX Runtime timing when present (the sequential
+    figure goes in the detail), else on the pipelines' forward timings."""
+    torch_run, ort_run = (_find_pipeline(r.pipelines, DEFAULT_PRESET, name) for name in ORT_PAIR)
+    runs = (torch_run, ort_run)
+    sequential = seq_text = None
+    if all(x is not None and x.status == "ok" and x.network_forward is not None for x in runs):
         sequential = torch_run.network_forward.p50 / ort_run.network_forward.p50
         seq_text = (f"{sequential:.2f}x ({torch_run.network_forward.p50:.0f} -> "
                     f"{ort_run.network_forward.p50:.0f} ms p50, backend forward, one backend after the other)")
+    paired = r.paired
     if paired is not None and paired.status == "ok" and paired.round_ratios:
-        t.value = paired.ratio
-        t.measured = (f"{paired.ratio:.2f}x (median of {len(paired.round_ratios)} alternating rounds; "
-                      f"{paired.stats[paired.backends[0]].p50:.0f} -> {paired.stats[paired.backends[1]].p50:.0f} ms p50)")
-        t.detail = f"timed one after the other: {seq_text}" if sequential is not None else ""
-    elif sequential is not None:
-        t.value, t.measured = sequential, seq_text
-        t.detail = "not timed in alternation" + (f" ({paired.reason})" if paired is not None and paired.reason else "")
-    else:
-        why = [f"{name}: " + ("not run (--backends)" if r is None else r.reason or "no forward timing")
-               for name, r in zip(ORT_PAIR, (torch_run, ort_run))
-               if r is None or r.status != "ok" or r.network_forward is None]
-        t.detail = "not measured: " + "; ".join(why)
-    if t.value is not None:
-        t.status = PASS if t.value >= ORT_SPEEDUP_MIN else FAIL
-    targets.append(t)
-    return targets
+        first, second = (paired.stats[name].p50 for name in paired.backends)
+        return Reading(paired.ratio, f"{paired.ratio:.2f}x (median of {len(paired.round_ratios)} alternating "
+                                     f"rounds; {first:.0f} -> {second:.0f} ms p50)",
+                       f"timed one after the other: {seq_text}" if seq_text is not None else "")
+    if sequential is not None:
+        return Reading(sequential, seq_text, "not timed in alternation"
+                       + (f" ({paired.reason})" if paired is not None and paired.reason else ""))
+    why = [f"{name}: " + ("not run (--backends)" if x is None else x.reason or "no forward timing")
+           for name, x in zip(ORT_PAIR, runs) if x is None or x.status != "ok" or x.network_forward is None]
+    return Reading(None, detail="not measured: " + "; ".join(why))
+
+
+COMPARISONS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, ">=": operator.ge}
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """One performance target: a metric of the run and the threshold it must meet."""
+
+    name: str
+    metric: Callable[[Results], Reading]
+    threshold: float
+    comparison: str  # a key of COMPARISONS
+    unit: str = "{:g}"  # how the goal prints the threshold
+
+    @property
+    def goal(self) -> str:
+        return f"{self.comparison} {self.unit.format(self.threshold)}"
+
+    def evaluate(self, results: Results) -> Target:
+        reading = self.metric(results)
+        status = NA if reading.value is None else (
+            PASS if COMPARISONS[self.comparison](reading.value, self.threshold) else FAIL)
+        return Target(self.name, self.goal, reading.measured, status, reading.value, reading.detail)
+
+
+TARGETS: tuple[TargetSpec, ...] = (
+    TargetSpec("non-network share of end-to-end latency (default model, torch)", non_network_share,
+               NON_NETWORK_SHARE_MAX, "<=", "{:.0%}"),
+    TargetSpec(f"PointCloud2 at {POINTCLOUD2_TARGET_COUNT // 1000}k occupied voxels", pointcloud2_ms,
+               POINTCLOUD2_MAX_MS, "<=", "{:g} ms"),
+    *(TargetSpec(f"fused lift vs naive ({preset} shapes)", lift_speedup(preset), LIFT_SPEEDUP_MIN, ">=", "{:g}x")
+      for preset in LIFT_TARGET_PRESETS),
+    TargetSpec("ONNX Runtime vs eager torch, network time (default model)", ort_speedup, ORT_SPEEDUP_MIN, ">=",
+               "{:g}x"),
+)
+
+
+def evaluate_targets(pipelines: list[PipelineResult], lifts: list[LiftResult],
+                     messages: list[MessageResult], paired: PairedResult | None = None) -> list[Target]:
+    """Every target of ``TARGETS`` judged on one run's results."""
+    results = Results(pipelines, lifts, messages, paired)
+    return [spec.evaluate(results) for spec in TARGETS]
 
 
 # -- markdown ------------------------------------------------------------------------------------

@@ -37,9 +37,9 @@ class OccDepth(nn.Module):
         self.net_rgb = UNet2D(cfg.backbone, cfg.feature, cfg.decoder_channels)
         if cfg.depth.enabled:
             self.flosp_depth = OccupancyAwareDepth(cfg.feature, cfg.depth, g)
-        # A plain attribute, not a module: the state dict stays official, and the
-        # exporter swaps in the custom op on an instance. ops.lift runs the fused native
-        # CPU lift at inference and the torch reference otherwise.
+        # A plain attribute, not a module: the state dict stays official. ops.lift calls
+        # the torch op occdepth::stereo_voxel_sample (native CPU kernel, reference
+        # elsewhere); the exporter swaps in a guard that refuses the mean-fusion ablation.
         self.lift_op = lift_dispatch
 
     @property

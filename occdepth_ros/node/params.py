@@ -52,6 +52,7 @@ class NodeParams:
     ort_provider: str = ""  # onnxruntime: openvino | cpu | cuda | tensorrt; empty = the best installed for device
     device: str = "cpu"
     threads: int = 0  # CPU threads (torch, ONNX Runtime); 0 = the library's default
+    host_memory_tuning: bool = True  # keep freed host memory for reuse (runtime.host_memory): torch on a CPU
     # outputs
     frame_id: str = "velodyne"  # frame of the voxel grid (KITTI's grid is in the velodyne frame)
     publish_confidence: bool = False

@@ -48,7 +48,7 @@ from ..geometry.calib import CalibrationError
 from ..inference import InputError, StereoInference
 from ..model.config import ConfigError
 from ..resources import default_model_path, share_dir
-from ..runtime import BackendError
+from ..runtime import BackendError, host_memory
 from occdepth_export.backends import create_backend
 from .latest_slot import LatestSlot
 from .messages import diagnostic_array, label_grid, make_header, marker_array, occupancy_grid, point_cloud2
@@ -93,6 +93,8 @@ class OccDepthNode(Node):
         super().__init__(node_name, **kwargs)
         params = declare_params(self).validate()
         checkpoint = params.checkpoint or (None if params.preset else str(default_model_path()))
+        if params.host_memory_tuning:  # process-wide: before the backend allocates anything
+            host_memory.keep_freed_memory()
         backend = create_backend(params.backend, checkpoint, params.preset or None, device=params.device,
                                  threads=params.threads or None, precision=params.precision,
                                  ort_provider=params.ort_provider)

@@ -8,6 +8,9 @@ of its jitter. Serving large blocks from the heap and never trimming it makes th
 frame onward fault-free. ONNX Runtime has its own arena and does not need this.
 
 The cost: the process keeps its peak heap resident, which a perception node does anyway.
+It changes malloc for the whole process, so only an application applies it, at start:
+the node when its ``host_memory_tuning`` parameter is true (the default), and
+occdepth-bench, which measures what the node runs.
 """
 
 from __future__ import annotations

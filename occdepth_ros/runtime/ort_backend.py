@@ -1,15 +1,10 @@
-"""ONNX Runtime: runs an exported file (ORT inlines the lift's model-local function).
-On a CPU: the OpenVINO provider where installed, else ORT's own CPU provider, each with
-exact in-memory layout rewrites for its kernels (ort_openvino_graph, ort_cpu_graph); on a
-GPU: the TensorRT or CUDA providers where installed, on the graph as exported. The choice
-is ort_providers'."""
+"""ONNX Runtime: runs an exported file as exported (ORT inlines the lift's model-local
+function). On a CPU: the OpenVINO provider where installed, else ORT's own CPU provider;
+on a GPU: the TensorRT or CUDA providers where installed. The choice is ort_providers'."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -19,12 +14,8 @@ from ..geometry.lookups import LiftTensors
 from ..model.config import ConfigError, ModelConfig, config_from_dict
 from .base import BackendError, with_selection
 from .onnx_contract import INPUT_NAMES, META_CONFIG, META_FORMAT, META_FORMAT_VALUE, OUTPUT_SSC_LOGIT
-from .ort_cpu_graph import RewriteReport, optimize_for_cpu
-from .ort_openvino_graph import output_class_axis_last
-from .ort_providers import CPU, OPENVINO, by_preference, provider_options
+from .ort_providers import by_preference, provider_options
 
-log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 MISSING_ORT = ("backend 'onnxruntime' needs the onnxruntime package (pip install onnxruntime-openvino on x86-64, "
                "else onnxruntime)")
@@ -56,11 +47,9 @@ def config_from_text(path: str | Path, metadata: dict[str, str]) -> ModelConfig:
 class OrtBackend:
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, providers: str | list[str] = "auto", threads: int | None = None,
-                 cpu_rewrites: bool = True) -> None:
+    def __init__(self, path: str | Path, providers: str | list[str] = "auto", threads: int | None = None) -> None:
         """``providers``: "auto" (the best installed, GPU first) or provider names, best
-        first (ort_providers.choose_providers). ``cpu_rewrites``: apply the rewrites for
-        the first provider when it is OpenVINO or ORT's CPU provider."""
+        first (ort_providers.choose_providers)."""
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -80,17 +69,8 @@ class OrtBackend:
             missing = [p for p in chosen if p not in available]
             if missing:
                 raise BackendError(f"ONNX Runtime providers {missing} not available here; available: {available}")
-        self.rewrites: RewriteReport | None = None  # the CPU provider's
-        # the rewrites may leave the logits in the layout the head computes them in
-        self._logits_perm: tuple[int, ...] | None = None
-        model_source: str | bytes = str(self.path)
-        if cpu_rewrites and chosen == [CPU]:
-            model_source, self.rewrites = _rewritten_for_cpu(self.path)
-            self._logits_perm = self.rewrites.output_perms.get(OUTPUT_SSC_LOGIT) if self.rewrites else None
-        elif cpu_rewrites and chosen[0] == OPENVINO:
-            model_source, self._logits_perm = _class_last_for_openvino(self.path)
         try:
-            self.session = ort.InferenceSession(model_source, options, providers=chosen,
+            self.session = ort.InferenceSession(str(self.path), options, providers=chosen,
                                                 provider_options=[provider_options(p, threads) for p in chosen])
         except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
             raise BackendError(f"{self.path}: ONNX Runtime cannot load it: {exc}") from exc
@@ -112,20 +92,13 @@ class OrtBackend:
             self._lift = lift
         feeds = {INPUT_NAMES[0]: _numpy(images, np.float32), **self._lift_feeds}
         (logits,) = self.session.run([OUTPUT_SSC_LOGIT], feeds)
-        out = torch.from_numpy(logits)
-        return out.permute(self._logits_perm) if self._logits_perm else out  # a view: no copy
+        return torch.from_numpy(logits)
 
     def describe(self) -> str:
         import onnxruntime as ort
 
-        if self.rewrites:
-            rewrites = f"; {self.rewrites.describe()}"
-        elif self._logits_perm:
-            rewrites = "; logits left class-last"
-        else:
-            rewrites = ""
         return with_selection(self, f"onnxruntime {ort.__version__} ({', '.join(self.providers)}) "
-                                    f"{self.path.name}{rewrites}")
+                                    f"{self.path.name}")
 
 
 def available_providers() -> list[str]:
@@ -134,38 +107,6 @@ def available_providers() -> list[str]:
     except ImportError as exc:
         raise BackendError(MISSING_ORT) from exc
     return list(ort.get_available_providers())
-
-
-def _load_checked(path: Path) -> tuple[Any, ModelConfig]:
-    """The file's ModelProto and its embedded config."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path))
-    except Exception as exc:  # DecodeError and friends for a corrupt file
-        raise BackendError(f"{path}: not a readable ONNX file ({exc})") from exc
-    return model, config_from_text(path, {p.key: p.value for p in model.metadata_props})
-
-
-def _rewritten(path: Path, what: str, rewrite: Callable[[Any, ModelConfig], T]) -> tuple[str | bytes, T | None]:
-    """The file's graph after ``rewrite`` (in place on the ModelProto; its result comes
-    back), serialized for InferenceSession; the file's own path if the rewrite fails."""
-    model, cfg = _load_checked(path)
-    try:
-        result = rewrite(model, cfg)
-    except Exception as exc:  # noqa: BLE001 - an optimisation must not stop the backend
-        log.warning("%s: %s graph rewrites failed (%s); running the graph as exported", path, what, exc)
-        return str(path), None
-    return model.SerializeToString(), result
-
-
-def _rewritten_for_cpu(path: Path) -> tuple[str | bytes, RewriteReport | None]:
-    return _rewritten(path, "CPU", lambda model, cfg: optimize_for_cpu(model, cfg.grid.dims))
-
-
-def _class_last_for_openvino(path: Path) -> tuple[str | bytes, tuple[int, ...] | None]:
-    """The logits class-last (ort_openvino_graph) and the perm that views them back."""
-    return _rewritten(path, "OpenVINO", lambda model, _: output_class_axis_last(model, OUTPUT_SSC_LOGIT))
 
 
 def _numpy(t: torch.Tensor, dtype) -> np.ndarray:

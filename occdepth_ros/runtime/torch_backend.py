@@ -15,8 +15,6 @@ class TorchBackend:
 
     def __init__(self, model: OccDepth, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
-        if self.device.type == "cpu":  # no fresh pages for every frame's volumes
-            host_memory.keep_freed_memory()
         self.model = model.eval().to(self.device)
         self.cfg = model.cfg
         self._lift: tuple[LiftTensors, LiftTensors] | None = None  # (host lookups, on the device)

@@ -47,7 +47,7 @@ class RigConfig:
 
 @dataclass(frozen=True)
 class GridConfig:
-    """SemanticKITTI voxel grid in the velodyne frame (FACTS 2.3)."""
+    """SemanticKITTI voxel grid in the velodyne frame."""
 
     origin: tuple[float, float, float] = (0.0, -25.6, -2.0)
     voxel_size: float = 0.2

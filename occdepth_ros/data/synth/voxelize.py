@@ -1,6 +1,6 @@
 """Ground-truth voxel grids of a frame, computed from the same primitives that were rendered.
 
-Conventions (SemanticKITTI-like, see FACTS 2.3 and 8.1):
+Conventions (SemanticKITTI-like):
 
 * labels: a voxel takes the class of a solid that *intersects its cube*
   (exact tests, not centre sampling, so thin poles and sign plates are never
@@ -10,7 +10,7 @@ Conventions (SemanticKITTI-like, see FACTS 2.3 and 8.1):
   the inside of a car. Where solids share a voxel, ``PAINT_ORDER`` decides
   (small things and things on the ground win over what they stand on).
 * invalid: voxels no camera could ever see: those whose centre is outside
-  every camera's image (FACTS 1.9: ``u = round(fx X / Z + cx)`` in [0, W),
+  every camera's image (the official projection: ``u = round(fx X / Z + cx)`` in [0, W),
   v likewise, Z > 0) and, with ``GridConfig.interior_invalid``, those buried
   inside a solid (the cube lies strictly inside one primitive, so no surface
   passes through it). SemanticKITTI marks such never-observed voxels invalid

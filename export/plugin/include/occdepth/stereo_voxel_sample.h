@@ -46,7 +46,7 @@ enum SvsStatus : int32_t {
 //   depth_prob    (B, V, depth_bins, depth_height, depth_width) float32, or nullptr
 //   depth_coords  (B, V, N, 3) float32 in index units, required with depth_prob
 //   output        (B, C, N) = (B, C, X, Y, Z), feature_dtype
-// Fields are ordered by size so the struct has no inner padding (ctypes mirrors it).
+// Fields are ordered by size so the struct has no inner padding.
 struct SvsParams {
   const void* features[kSvsMaxScales];
   const int32_t* pixel_index;

@@ -1,4 +1,4 @@
-// C ABI of the StereoVoxelSample libraries, for ctypes and for the TensorRT plugin.
+// C ABI of the StereoVoxelSample libraries, for the torch extension and the TensorRT plugin.
 // Parameters and layouts: occdepth/stereo_voxel_sample.h (struct occdepth::SvsParams).
 #pragma once
 
@@ -14,7 +14,7 @@
 
 // liboccdepth_svs_cpu
 OCCDEPTH_SVS_API int32_t occdepth_svs_abi_version(void);
-OCCDEPTH_SVS_API size_t occdepth_svs_params_size(void);  // sizeof(SvsParams), to check a mirror
+OCCDEPTH_SVS_API size_t occdepth_svs_params_size(void);  // sizeof(SvsParams), for a loader to check
 // out: (B, C, N) float32. params->feature_dtype must be kSvsFloat32. Returns an SvsStatus.
 OCCDEPTH_SVS_API int32_t occdepth_svs_forward_f32(const occdepth::SvsParams* params, float* out);
 // The same op, tiled for CPU caches (the path occdepth_ros runs). Same inputs, output and

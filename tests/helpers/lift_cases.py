@@ -1,8 +1,11 @@
 """Shared inputs for the lift-op tests: random StereoVoxelSample inputs with every edge
-case of the contract (docs/stereo_voxel_sample.md), and the torch reference's answer.
-Used by the native (C++) and the ONNX-function tests."""
+case of the contract (docs/stereo_voxel_sample.md), a slow float64 implementation written
+from the spec with explicit loops (the independent reference), and the torch reference's
+answer (for the TensorRT builds)."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -10,6 +13,62 @@ import torch
 from occdepth_ros.ops import stereo_voxel_sample
 
 GATE_SCALE = 100.0
+COS_EPS = 1e-8  # the spec's clamp of each norm in the cosine
+
+
+def trilinear_np(vol: np.ndarray, x: float, y: float, z: float) -> tuple[float, float]:
+    """(sample, in-range weight) of vol (D, h, w) at continuous (x=w, y=h, z=D), zero padding."""
+    d, h, w = vol.shape
+    x0, y0, z0 = math.floor(x), math.floor(y), math.floor(z)
+    value = weight = 0.0
+    for dz in (0, 1):
+        for dy in (0, 1):
+            for dx in (0, 1):
+                cx, cy, cz = x0 + dx, y0 + dy, z0 + dz
+                wgt = (x - x0 if dx else 1 - (x - x0)) * (y - y0 if dy else 1 - (y - y0)) * (z - z0 if dz else 1 - (z - z0))
+                if 0 <= cx < w and 0 <= cy < h and 0 <= cz < d:
+                    value += wgt * vol[cz, cy, cx]
+                    weight += wgt
+    return value, weight
+
+
+def lift_slow(features, pixel_index, grid, depth_prob=None, depth_coords=None, gate=GATE_SCALE) -> np.ndarray:
+    """The op in float64, voxel by voxel, straight from the spec: (B, C, X, Y, Z)."""
+    B, V, S, N = pixel_index.shape
+    C = features[0].shape[2]
+    out = np.zeros((B, C, N))
+    for b in range(B):
+        for n in range(N):
+            total = np.zeros(C)
+            for s in range(S):
+                f = []
+                seen = []
+                for v in range(V):
+                    i = pixel_index[b, v, s, n]
+                    fm = features[s][b, v].reshape(C, -1)
+                    f.append(fm[:, i].astype(np.float64) if i >= 0 else np.zeros(C))
+                    seen.append(i >= 0)
+                if V == 1:
+                    total += f[0]
+                    continue
+                acc = np.zeros(C)
+                for i in range(V):
+                    for j in range(i + 1, V):
+                        cos = 0.0
+                        if seen[i] and seen[j]:
+                            cos = f[i] @ f[j] / (max(np.linalg.norm(f[i]), COS_EPS) * max(np.linalg.norm(f[j]), COS_EPS))
+                        acc += (cos + (seen[i] and not seen[j])) * f[i] + (cos + (seen[j] and not seen[i])) * f[j]
+                total += acc / (V * (V - 1))
+            if depth_prob is not None:
+                ps, ms = [], []
+                for v in range(V):
+                    p, m = trilinear_np(depth_prob[b, v].astype(np.float64), *depth_coords[b, v, n].astype(np.float64))
+                    ps.append(p)
+                    ms.append(m)
+                occ = ps[0] if V == 1 else (sum(ps) / sum(ms) if sum(ms) > 0 else 0.0)
+                total = total * occ * gate
+            out[b, :, n] = total
+    return out.reshape(B, C, *grid)
 
 
 def feature_sizes(height: int, width: int, scales: int) -> list[tuple[int, int]]:

@@ -16,6 +16,7 @@ from occdepth_ros.data.semantic_kitti import (
     read_bit_voxels,
     read_frame_target,
     read_label,
+    read_prediction,
     remap_to_target,
     target_to_raw,
     unpack_bits,
@@ -63,10 +64,10 @@ def test_pack_round_trip_and_size_check():
 # --- file round trips ---------------------------------------------------------------
 
 
-def test_label_file_round_trip_little_endian(tmp_path):
+def test_label_file_round_trip_little_endian(tmp_path, cs):
     rng = np.random.default_rng(2)
-    labels = rng.integers(0, 260, size=SMALL).astype(np.uint16)
-    labels.flat[0] = 0x0102
+    labels = rng.choice(np.array(sorted(cs.learning_map)), size=SMALL).astype(np.uint16)
+    labels.flat[0] = 0x0102  # 258, moving-truck: a raw id with both bytes non-zero
     path = tmp_path / "000000.label"
     write_label(path, labels)
     data = path.read_bytes()
@@ -91,6 +92,56 @@ def test_readers_name_file_on_wrong_size(tmp_path):
     np.zeros(10, dtype=np.uint16).tofile(path)
     with pytest.raises(ValueError, match="bad.label"):
         read_label(path, SMALL)
+    np.zeros(int(np.prod(SMALL)), dtype=np.uint32).tofile(path)  # right count, wrong dtype
+    with pytest.raises(ValueError, match=r"bad\.label: 512 bytes; .* \(256 bytes\)"):
+        read_label(path, SMALL)
+    path.write_bytes(b"\x00" * (2 * int(np.prod(SMALL)) + 1))  # one stray byte
+    with pytest.raises(ValueError, match="bad.label"):
+        read_label(path, SMALL)
+
+
+@pytest.mark.parametrize("value, needle", [
+    (70000, r"\[0, 65535\] \(uint16\), got range \[0, 70000\]"),  # a cast would store 4464
+    (-1, r"got range \[-1, 0\]"),  # a cast would store 65535
+    (7, r"not semantic_kitti raw label ids: \[7\]"),  # fits uint16, but no such label
+    (300, r"not semantic_kitti raw label ids: \[300\]"),  # past the learning map's largest key
+])
+def test_write_label_refuses_ids_a_cast_would_corrupt(tmp_path, value, needle):
+    labels = np.zeros(SMALL, dtype=np.int64)
+    labels.flat[5] = value
+    path = tmp_path / "000000.label"
+    with pytest.raises(ValueError, match=needle) as err:
+        write_label(path, labels)
+    assert "000000.label" in str(err.value)
+    assert not path.exists()  # refused before anything is written
+
+
+def test_write_label_accepts_every_mapped_id_and_whole_floats(tmp_path, cs):
+    ids = np.array(sorted(cs.learning_map), dtype=np.float64)  # raw ids, incl. outlier and moving classes
+    labels = np.resize(ids, int(np.prod(SMALL))).reshape(SMALL)
+    write_label(tmp_path / "a.label", labels)
+    assert read_label(tmp_path / "a.label", SMALL).tolist() == labels.astype(np.uint16).tolist()
+    with pytest.raises(ValueError, match="whole numbers"):
+        write_label(tmp_path / "b.label", labels + 0.5)
+
+
+def test_read_prediction_remaps_and_refuses_what_has_no_class(tmp_path, cs):
+    n = int(np.prod(SMALL))
+    raw = np.resize(np.array([0, 10, 252, 40, 81], np.uint16), n)  # 252 moving-car counts as car
+    path = tmp_path / "000000.label"
+    raw.tofile(path)
+    classes = read_prediction(path, cs, SMALL)
+    assert classes.shape == SMALL and classes.reshape(-1)[:5].tolist() == [0, 1, 1, 9, 19]
+    for bad, needle in ((7, r"not semantic_kitti raw label ids: \[7\]"),
+                        (1, r"sends to ignore \(\[1\]\)")):  # outlier: no class to score it as
+        raw2 = raw.copy()
+        raw2[3] = bad
+        raw2.tofile(path)
+        with pytest.raises(ValueError, match=needle) as err:
+            read_prediction(path, cs, SMALL)
+        assert "000000.label" in str(err.value)
+    with pytest.raises(FileNotFoundError, match="000001.label"):
+        read_prediction(tmp_path / "000001.label", cs, SMALL)
     path = tmp_path / "bad.invalid"
     np.zeros(3, dtype=np.uint8).tofile(path)
     with pytest.raises(ValueError, match="bad.invalid"):
@@ -265,6 +316,10 @@ def test_frame_write_rejects_wrong_sizes(tmp_path):
         write_frame_voxels(vdir, 1, np.zeros(3, np.uint16), np.zeros(SMALL, bool), grid=SMALL)
     with pytest.raises(ValueError, match=r"000001\.occluded"):
         write_frame_voxels(vdir, 1, raw, np.zeros(SMALL, bool), occluded=np.zeros(1), grid=SMALL)
+    unknown = raw.copy()
+    unknown[0, 0, 0] = 7
+    with pytest.raises(ValueError, match=r"000001\.label: 1 voxels hold ids that are not"):
+        write_frame_voxels(vdir, 1, unknown, np.zeros(SMALL, bool), grid=SMALL)
     assert not vdir.exists()  # nothing half-written
 
 

@@ -18,6 +18,13 @@ SEMANTIC_KITTI_GRID = (256, 256, 32)
 SEMANTIC_KITTI_VOXEL = 0.2  # m
 SEMANTIC_KITTI_ORIGIN = (0.0, -25.6, -2.0)  # velodyne frame, corner of voxel (0, 0, 0)
 SEMANTIC_KITTI_EXTENT = tuple(d * SEMANTIC_KITTI_VOXEL for d in SEMANTIC_KITTI_GRID)
+#: The benchmark's splits by sequence folder: labels exist for 00-10 (08 is the validation
+#: split); 11-21 are the hidden test set a submission must cover.
+SEMANTIC_KITTI_SPLITS = {
+    "train": ("00", "01", "02", "03", "04", "05", "06", "07", "09", "10"),
+    "val": ("08",),
+    "test": tuple(f"{s:02d}" for s in range(11, 22)),
+}
 
 
 def pack_bits(mask: np.ndarray) -> np.ndarray:
@@ -46,15 +53,67 @@ def write_bit_voxels(path: str | Path, mask: np.ndarray) -> None:
 
 
 def read_label(path: str | Path, grid: tuple[int, int, int] = SEMANTIC_KITTI_GRID) -> np.ndarray:
-    raw = np.fromfile(path, dtype="<u2")
+    """A uint16 ``.label`` file as a grid; any other size is refused, naming the file."""
     n = int(np.prod(grid))
-    if raw.size != n:
-        raise ValueError(f"{path}: {raw.size} labels do not fill grid {grid} ({n} voxels)")
-    return raw.reshape(grid)
+    size = Path(path).stat().st_size
+    if size != 2 * n:
+        raise ValueError(f"{path}: {size} bytes; a .label of grid {grid} holds {n} uint16 labels ({2 * n} bytes)")
+    return np.fromfile(path, dtype="<u2").reshape(grid)
 
 
-def write_label(path: str | Path, labels: np.ndarray) -> None:
-    np.asarray(labels).astype("<u2").reshape(-1).tofile(path)
+def write_label(path: str | Path, labels: np.ndarray, class_set: ClassSet | None = None) -> None:
+    """Raw SemanticKITTI ids -> uint16 ``.label``. Ids outside uint16, or unknown to the
+    class set's learning map (default: SemanticKITTI's), are refused before anything is
+    written: a cast would wrap them (70000 -> 4464, -1 -> 65535) into wrong labels."""
+    raw = _as_int_array(labels, str(path)).reshape(-1)
+    if raw.size and (raw.min() < 0 or raw.max() > np.iinfo(np.uint16).max):
+        raise ValueError(f"{path}: raw label ids must lie in [0, 65535] (uint16), "
+                         f"got range [{int(raw.min())}, {int(raw.max())}]")
+    check_raw_ids(raw, str(path), class_set)
+    raw.astype("<u2").tofile(path)
+
+
+def known_raw_ids(class_set: ClassSet) -> np.ndarray:
+    """Raw id -> bool: the id is a key of the class set's learning map."""
+    known = np.zeros(max(class_set.learning_map) + 1, dtype=bool)
+    known[list(class_set.learning_map)] = True
+    return known
+
+
+def check_raw_ids(raw: np.ndarray, where: str, class_set: ClassSet | None = None) -> None:
+    """Refuse ids that are not raw label ids of the class set (default: SemanticKITTI)."""
+    if class_set is None:
+        from ..classes import load_class_set
+
+        class_set = load_class_set()
+    flat = np.asarray(raw).reshape(-1)
+    known = known_raw_ids(class_set)
+    inside = flat < known.size
+    bad = ~inside
+    bad[inside] = ~known[flat[inside]]
+    if bad.any():
+        ids = np.unique(flat[bad])
+        raise ValueError(f"{where}: {int(bad.sum())} voxels hold ids that are not {class_set.name} raw label ids: "
+                         f"{ids[:8].tolist()}{' ...' if ids.size > 8 else ''}")
+
+
+def read_prediction(path: str | Path, class_set: ClassSet,
+                    grid: tuple[int, int, int] = SEMANTIC_KITTI_GRID) -> np.ndarray:
+    """A submission ``.label`` (raw ids) -> classes (uint8 grid), as the benchmark remaps
+    it. Refused, naming the file: a wrong size, ids unknown to the learning map, and ids
+    the map sends to ignore (outlier, other-structure, other-object): the benchmark has
+    no class to score them as."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"prediction file not found: {path}")
+    raw = read_label(path, grid)
+    check_raw_ids(raw, str(path), class_set)
+    classes = class_set.remap_lut()[raw]
+    unscored = classes == class_set.ignore_index
+    if unscored.any():
+        ids = np.unique(raw[unscored])
+        raise ValueError(f"{path}: {int(unscored.sum())} voxels hold raw ids the learning map sends to ignore "
+                         f"({ids.tolist()}); a prediction holds one of the ids learning_map_inv writes")
+    return classes
 
 
 # --- targets: raw labels -> training classes and back -------------------------
@@ -152,14 +211,30 @@ def downsample_target(target: np.ndarray, factor: int, ignore_index: int = 255) 
     return np.where(mostly_empty, empty_value, majority).astype(np.uint8).reshape(small)
 
 
+def semantic_kitti_factor(origin, extent, voxel_size: float) -> int:
+    """Nearest-upsampling factor from a grid onto the 256x256x32 / 0.2 m benchmark grid.
+
+    The grid must cover the benchmark volume with voxels of an integer multiple of
+    0.2 m; otherwise a ValueError names the grid (its labels cannot be scored)."""
+    factor = voxel_size / SEMANTIC_KITTI_VOXEL
+    k = int(round(factor))
+    if (np.allclose(origin, SEMANTIC_KITTI_ORIGIN) and np.allclose(extent, SEMANTIC_KITTI_EXTENT)
+            and k >= 1 and abs(factor - k) <= 1e-6):
+        return k
+    dims = tuple(int(round(e / voxel_size)) for e in extent)
+    raise ValueError(
+        f"model grid {dims[0]}x{dims[1]}x{dims[2]} of {voxel_size:g} m voxels from origin "
+        f"{tuple(float(o) for o in origin)} does not map onto the SemanticKITTI grid "
+        f"{'x'.join(map(str, SEMANTIC_KITTI_GRID))} of {SEMANTIC_KITTI_VOXEL} m voxels from {SEMANTIC_KITTI_ORIGIN}"
+    )
+
+
 def to_semantic_kitti_grid(labels: np.ndarray, origin, extent, voxel_size: float) -> np.ndarray | None:
     """Labels on the 256x256x32 / 0.2 m benchmark grid, by nearest upsampling, if the
     grid covers the benchmark volume with an integer multiple of 0.2 m; else None."""
-    if not np.allclose(origin, SEMANTIC_KITTI_ORIGIN) or not np.allclose(extent, SEMANTIC_KITTI_EXTENT):
-        return None
-    factor = voxel_size / SEMANTIC_KITTI_VOXEL
-    k = int(round(factor))
-    if k < 1 or abs(factor - k) > 1e-6:
+    try:
+        k = semantic_kitti_factor(origin, extent, voxel_size)
+    except ValueError:
         return None
     out = labels.repeat(k, 0).repeat(k, 1).repeat(k, 2)
     return out if out.shape == SEMANTIC_KITTI_GRID else None
@@ -237,6 +312,7 @@ def write_frame_voxels(
     labels = _as_int_array(labels, str(paths["label"]))
     if labels.size and (labels.min() < 0 or labels.max() > np.iinfo(np.uint16).max):
         raise ValueError(f"{paths['label']}: raw label ids must fit uint16")
+    check_raw_ids(labels, str(paths["label"]))
     bits = {
         "invalid": _check_size(invalid, grid, paths["invalid"]),
         "bin": zeros if occupancy is None else _check_size(occupancy, grid, paths["bin"]),

@@ -1,5 +1,10 @@
-"""Score a predictor over KITTI-layout sequences exactly as the SemanticKITTI benchmark:
-predictions on the 256x256x32 grid against the 1_1 targets (255 ignored)."""
+"""Score predictions over KITTI-layout sequences exactly as the SemanticKITTI benchmark:
+predictions on the 256x256x32 grid against the 1_1 targets (255 ignored).
+
+One scoring loop (``score_frames``) serves every source of predictions: a model or the
+SGBM baseline run on the images (``evaluate``), or ``.label`` files written before, by
+this package or anyone else (``evaluate_predictions``).
+"""
 
 from __future__ import annotations
 
@@ -10,27 +15,34 @@ import numpy as np
 from tqdm import tqdm
 
 from ..classes import ClassSet
-from ..data.images import read_rgb
 from ..data.kitti_odometry import KittiSequence
-from ..data.semantic_kitti import SEMANTIC_KITTI_GRID, read_frame_target, to_semantic_kitti_grid
-from ..geometry.calib import StereoCalibration, kitti_calibration, read_kitti_calib
+from ..data.semantic_kitti import SEMANTIC_KITTI_GRID, read_frame_target, read_prediction, semantic_kitti_factor
+from ..geometry.calib import StereoCalibration
 from ..inference import StereoInference
+from .frames import StereoFrameReader
 from .metrics import SSCMetrics, SSCResult
 
 # (left RGB, right RGB, calibration) -> labels on the benchmark grid
 Predictor = Callable[[np.ndarray, np.ndarray, StereoCalibration], np.ndarray]
+# (sequence, frame) -> classes on the benchmark grid
+FramePredictor = Callable[[KittiSequence, str], np.ndarray]
+Frame = tuple[KittiSequence, str]
+
+
+def sequence_name(name: str | int) -> str:
+    """Sequence folder name: numbers get two digits ('8' -> '08'), as the benchmark names them."""
+    text = str(name)
+    return f"{int(text):02d}" if text.isdigit() else text
 
 
 def model_predictor(engine: StereoInference) -> Predictor:
     grid = engine.cfg.grid
+    k = semantic_kitti_factor(grid.origin, grid.extent, grid.voxel_size)  # raises, naming the grid
 
     def predict(left: np.ndarray, right: np.ndarray, calib: StereoCalibration) -> np.ndarray:
         engine.set_calibration(calib)
-        labels = engine.predict([left, right]).labels
-        full = to_semantic_kitti_grid(labels, grid.origin, grid.extent, grid.voxel_size)
-        if full is None:
-            raise ValueError(f"model grid {grid.dims} @ {grid.voxel_size} m cannot be scored on the benchmark grid")
-        return full
+        labels = engine.predict([left, right], with_confidence=False).labels
+        return labels.repeat(k, 0).repeat(k, 1).repeat(k, 2)
 
     return predict
 
@@ -48,6 +60,33 @@ def sgbm_predictor(sgbm_cfg=None) -> Predictor:
     return predict
 
 
+def labelled_frames(root: str | Path, sequences: list[str], frame_stride: int = 1,
+                    max_frames: int | None = None) -> list[Frame]:
+    """The frames the benchmark scores: those with a ``voxels/<frame>.label``."""
+    jobs: list[Frame] = []
+    for name in sequences:
+        seq = KittiSequence(Path(root), sequence_name(name))
+        jobs += [(seq, f) for f in seq.labelled_frames()[::frame_stride]]
+    if max_frames is not None:
+        jobs = jobs[:max_frames]
+    if not jobs:
+        raise FileNotFoundError(f"no labelled frames in {root} sequences {sequences}")
+    return jobs
+
+
+def score_frames(jobs: list[Frame], predict: FramePredictor, class_set: ClassSet, progress: bool = True,
+                 desc: str = "evaluate") -> SSCResult:
+    """Accumulated metrics of ``predict`` over ``jobs``: the one scoring loop."""
+    metrics = SSCMetrics(class_set.n_classes, class_set.ignore_index)
+    for seq, frame in tqdm(jobs, desc=desc, unit="frame", disable=not progress):
+        pred = predict(seq, frame)
+        if pred.shape != SEMANTIC_KITTI_GRID:
+            raise ValueError(f"prediction of {seq.sequence}/{frame} has shape {pred.shape}, "
+                             f"expected {SEMANTIC_KITTI_GRID}")
+        metrics.add(pred, read_frame_target(seq.voxel_dir, frame, class_set))
+    return metrics.compute()
+
+
 def evaluate(
     predict: Predictor,
     root: str | Path,
@@ -57,24 +96,41 @@ def evaluate(
     max_frames: int | None = None,
     progress: bool = True,
 ) -> tuple[SSCResult, int]:
-    """Accumulated metrics over the labelled frames, and how many frames were scored."""
-    metrics = SSCMetrics(class_set.n_classes, class_set.ignore_index)
-    jobs = []
-    for name in sequences:
-        seq = KittiSequence(Path(root), name)
-        jobs += [(seq, f) for f in seq.labelled_frames()[::frame_stride]]
-    if max_frames is not None:
-        jobs = jobs[:max_frames]
-    if not jobs:
-        raise FileNotFoundError(f"no labelled frames in {root} sequences {sequences}")
-    calib_cache: dict[tuple[str, tuple[int, int]], StereoCalibration] = {}
-    for seq, frame in tqdm(jobs, desc="evaluate", unit="frame", disable=not progress):
-        left, right = (read_rgb(p) for p in seq.image_paths(frame))
-        key = (str(seq.path), left.shape[:2])
-        if key not in calib_cache:
-            calib_cache[key] = kitti_calibration(read_kitti_calib(seq.path / "calib.txt"), left.shape[:2])
-        pred = predict(left, right, calib_cache[key])
-        if pred.shape != SEMANTIC_KITTI_GRID:
-            raise ValueError(f"prediction has shape {pred.shape}, expected {SEMANTIC_KITTI_GRID}")
-        metrics.add(pred, read_frame_target(seq.voxel_dir, frame, class_set))
-    return metrics.compute(), len(jobs)
+    """Metrics of a predictor run on the labelled frames' images, and how many frames were scored."""
+    jobs = labelled_frames(root, sequences, frame_stride, max_frames)
+    reader = StereoFrameReader()
+
+    def run(seq: KittiSequence, frame: str) -> np.ndarray:
+        return predict(*reader.read(seq, frame))
+
+    return score_frames(jobs, run, class_set, progress), len(jobs)
+
+
+def prediction_path(pred_root: str | Path, sequence: str, frame: str) -> Path:
+    """Where the benchmark keeps a frame's prediction: ``sequences/NN/predictions/XXXXXX.label``."""
+    return Path(pred_root) / "sequences" / sequence / "predictions" / f"{frame}.label"
+
+
+def evaluate_predictions(
+    pred_root: str | Path,
+    root: str | Path,
+    sequences: list[str],
+    class_set: ClassSet,
+    frame_stride: int = 1,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> tuple[SSCResult, int]:
+    """Metrics of existing ``.label`` predictions under ``pred_root`` (the benchmark's
+    layout) against the ground truth under ``root``. Every expected file is checked for
+    before scoring starts; missing ones are named."""
+    jobs = labelled_frames(root, sequences, frame_stride, max_frames)
+    missing = [p for p in (prediction_path(pred_root, s.sequence, f) for s, f in jobs) if not p.is_file()]
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise FileNotFoundError(f"{len(missing)} of {len(jobs)} prediction files missing: "
+                                f"{', '.join(map(str, missing[:5]))}{more}")
+
+    def read(seq: KittiSequence, frame: str) -> np.ndarray:
+        return read_prediction(prediction_path(pred_root, seq.sequence, frame), class_set)
+
+    return score_frames(jobs, read, class_set, progress, desc="score predictions"), len(jobs)

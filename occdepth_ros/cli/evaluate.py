@@ -1,5 +1,7 @@
-"""occdepth-eval: SemanticKITTI SC/SSC metrics of a model (or the SGBM baseline) over
-the labelled frames of KITTI-layout sequences; prints the per-class table."""
+"""occdepth-eval: SemanticKITTI SC/SSC metrics over the labelled frames of KITTI-layout
+sequences, of a model (or the SGBM baseline) run on the images, or of existing .label
+predictions (--predictions DIR holding sequences/NN/predictions/XXXXXX.label, as
+occdepth-predict or any other method writes them); prints the per-class table."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ import sys
 from pathlib import Path
 
 from ..checkpoint import CheckpointError, choose_weights, load_model
-from ..classes import load_class_set
-from ..eval.evaluate import evaluate, model_predictor, sgbm_predictor
-from ..eval.metrics import format_table
+from ..classes import ClassSet, load_class_set
+from ..eval.evaluate import evaluate, evaluate_predictions, model_predictor, sequence_name, sgbm_predictor
+from ..eval.metrics import SSCResult, format_table
 from ..inference import StereoInference
 from ..model.config import ConfigError
 from ..resources import default_model_path
@@ -19,11 +21,13 @@ from ..resources import default_model_path
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="occdepth-eval", description=__doc__)
-    p.add_argument("--data", required=True, help="dataset root holding sequences/<seq>/")
+    p.add_argument("--data", required=True, help="dataset root holding sequences/<seq>/ (images, voxels/)")
     p.add_argument("--sequences", nargs="+", required=True)
-    p.add_argument("--checkpoint", help="weights; default: the shipped default model")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="weights; default: the shipped default model")
+    source.add_argument("--baseline", choices=["sgbm"], help="score the classical stereo baseline instead")
+    source.add_argument("--predictions", help="score existing .label files under DIR/sequences/NN/predictions/")
     p.add_argument("--preset", help="architecture for official .ckpt files")
-    p.add_argument("--baseline", choices=["sgbm"], help="score the classical stereo baseline instead")
     p.add_argument("--frame-stride", type=int, default=1)
     p.add_argument("--max-frames", type=int)
     p.add_argument("--threads", type=int)
@@ -31,33 +35,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    class_set = load_class_set()
-    try:
-        if args.baseline == "sgbm":
-            name, predict = "SGBM stereo baseline (SC only)", sgbm_predictor()
-        else:
-            checkpoint, preset, untrained = choose_weights(args.checkpoint, args.preset)
-            if untrained:
-                print(f"warning: {default_model_path()} not found; scoring UNTRAINED {preset} weights",
-                      file=sys.stderr)
-            model = load_model(checkpoint, preset=preset)
-            name = f"{model.cfg.name} ({checkpoint})"
-            predict = model_predictor(StereoInference(model, threads=args.threads))
-        result, n_frames = evaluate(predict, args.data, args.sequences, class_set, args.frame_stride, args.max_frames)
-    except (CheckpointError, ConfigError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"\n{name} on {args.data} sequences {' '.join(args.sequences)}: {n_frames} frames\n")
+def report(result: SSCResult, class_set: ClassSet, name: str, data: str, sequences: list[str], n_frames: int,
+           json_path: str | None) -> None:
+    """The table on stdout and, if asked, the JSON: the same for every source of predictions."""
+    print(f"\n{name} on {data} sequences {' '.join(sequences)}: {n_frames} frames\n")
     print(format_table(result, class_set.names))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({
-            "model": name, "sequences": args.sequences, "frames": n_frames,
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps({
+            "model": name, "sequences": sequences, "frames": n_frames,
             "sc_iou": result.sc_iou, "sc_precision": result.sc_precision, "sc_recall": result.sc_recall,
             "miou": result.miou, "class_iou": dict(zip(class_set.names, map(float, result.class_iou))),
         }, indent=1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    class_set = load_class_set()
+    sequences = [sequence_name(s) for s in args.sequences]
+    stride_and_cap = (args.frame_stride, args.max_frames)
+    try:
+        if args.predictions:
+            if args.preset:
+                raise ValueError("--preset names a model; --predictions scores files, no model runs")
+            name = f"predictions {args.predictions}"
+            result, n_frames = evaluate_predictions(args.predictions, args.data, sequences, class_set, *stride_and_cap)
+        else:
+            if args.baseline == "sgbm":
+                name, predict = "SGBM stereo baseline (SC only)", sgbm_predictor()
+            else:
+                checkpoint, preset, untrained = choose_weights(args.checkpoint, args.preset)
+                if untrained:
+                    print(f"warning: {default_model_path()} not found; scoring UNTRAINED {preset} weights",
+                          file=sys.stderr)
+                model = load_model(checkpoint, preset=preset)
+                name = f"{model.cfg.name} ({checkpoint})"
+                predict = model_predictor(StereoInference(model, threads=args.threads))
+            result, n_frames = evaluate(predict, args.data, sequences, class_set, *stride_and_cap)
+    except (CheckpointError, ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report(result, class_set, name, args.data, sequences, n_frames, args.json)
     return 0
 
 

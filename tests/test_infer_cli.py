@@ -54,7 +54,10 @@ def test_cli_writes_labels_label_file_and_picture(tmp_path, pair, checkpoint, ca
     np.testing.assert_array_equal(engine.predict([left, right]).labels, labels)
 
     classes = load_class_set()
-    raw = read_label(out / "prediction.label")  # 256x256x32 uint16 raw SemanticKITTI ids
+    # the .label in a predictions/ folder of its own: nothing beside it a validator would refuse
+    assert sorted(p.name for p in out.iterdir()) == ["prediction.npy", "prediction.png", "predictions"]
+    assert [p.name for p in (out / "predictions").iterdir()] == ["prediction.label"]
+    raw = read_label(out / "predictions" / "prediction.label")  # 256x256x32 uint16 raw SemanticKITTI ids
     back = classes.remap_lut()[raw]
     np.testing.assert_array_equal(back[::2, ::2, ::2], labels)
     np.testing.assert_array_equal(back[1::2, 1::2, 1::2], labels)
@@ -70,6 +73,24 @@ def test_benchmark_grid_only_for_the_same_volume() -> None:
     assert to_benchmark_grid(coarse, GridConfig(dims=(128, 128, 16), voxel_size=0.4)).shape == (256, 256, 32)
     assert to_benchmark_grid(coarse[:, :, :8], GridConfig(origin=(0, -25.6, 1.2), dims=(128, 128, 8),
                                                           voxel_size=0.4)) is None
+
+
+def test_no_label_is_never_silent(tmp_path, pair, capsys) -> None:
+    """A model whose grid is off the benchmark volume gets its .npy and picture, and a
+    line naming the grid instead of a .label."""
+    import dataclasses
+
+    d, _, _ = pair
+    cfg = load_preset("compact")
+    cfg = dataclasses.replace(cfg, grid=dataclasses.replace(cfg.grid, origin=(0.0, -25.6, -1.6)))
+    torch.manual_seed(2)
+    ckpt = save_checkpoint(tmp_path / "shifted.safetensors", OccDepth(cfg))
+    out = tmp_path / "out"
+    assert infer_main(["--left", str(d / "l.png"), "--right", str(d / "r.png"), "--calib", str(CALIB),
+                       "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "no .label written: model grid 128x128x16 of 0.4 m voxels from origin (0.0, -25.6, -1.6)" in err
+    assert sorted(p.name for p in out.iterdir()) == ["prediction.npy", "prediction.png"]
 
 
 @pytest.mark.parametrize("problem", ["size_mismatch", "missing_calib", "not_an_image", "bad_checkpoint"])

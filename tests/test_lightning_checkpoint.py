@@ -192,4 +192,4 @@ def test_released_shape_runs_through_occdepth_infer(released_shape, tmp_path, ca
     assert code == 0, capsys.readouterr().err
     labels = np.load(out / "prediction.npy")
     assert labels.shape == (256, 256, 32) and labels.max() < 20
-    assert (out / "prediction.label").is_file() and (out / "prediction.png").is_file()
+    assert (out / "predictions" / "prediction.label").is_file() and (out / "prediction.png").is_file()

@@ -1,4 +1,9 @@
-"""occdepth-infer: a stereo pair + calibration -> semantic voxels (.npy, .label) and a picture.
+"""occdepth-infer: a stereo pair + calibration -> semantic voxels (.npy), a picture (.png)
+and, for models on the SemanticKITTI volume, the benchmark's .label.
+
+The .label goes to <out>/predictions/<name>.label, apart from the .npy and .png, so a
+predictions/ folder never holds anything the benchmark's validator refuses. For whole
+sequences and a submission, use occdepth-predict (the model is loaded once).
 
 Without --checkpoint/--preset it runs the shipped default model (models/default.safetensors);
 without that file it falls back to the compact preset with untrained weights and says so.
@@ -16,7 +21,7 @@ import numpy as np
 from ..checkpoint import CheckpointError, choose_weights, load_model
 from ..classes import load_class_set
 from ..data.images import ImageReadError, read_rgb
-from ..data.semantic_kitti import target_to_raw, to_semantic_kitti_grid, write_label
+from ..data.semantic_kitti import semantic_kitti_factor, target_to_raw, to_semantic_kitti_grid, write_label
 from ..geometry.calib import CalibrationError, load_calibration_file
 from ..inference import InputError, StereoInference
 from ..model.config import ConfigError, GridConfig
@@ -24,9 +29,19 @@ from ..resources import default_model_path
 from ..viz.render import render_panel
 
 
-
 def to_benchmark_grid(labels: np.ndarray, grid: GridConfig) -> np.ndarray | None:
     return to_semantic_kitti_grid(labels, grid.origin, grid.extent, grid.voxel_size)
+
+
+def label_problem(grid: GridConfig, class_set_name: str) -> str:
+    """Why this model's output cannot be written as a SemanticKITTI .label ("" if it can)."""
+    if class_set_name != "semantic_kitti":
+        return f"the model predicts class set {class_set_name!r}, not SemanticKITTI's"
+    try:
+        semantic_kitti_factor(grid.origin, grid.extent, grid.voxel_size)
+    except ValueError as exc:
+        return str(exc)
+    return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,10 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / f"{args.name}.npy", pred.labels)
     written = [f"{args.name}.npy"]
-    bench = to_benchmark_grid(pred.labels, cfg.grid)
-    if bench is not None and class_set.name == "semantic_kitti":
-        write_label(out / f"{args.name}.label", target_to_raw(bench, class_set))
-        written.append(f"{args.name}.label")
+    no_label = label_problem(cfg.grid, class_set.name)
+    if no_label:
+        print(f"warning: no .label written: {no_label}", file=sys.stderr)
+    else:
+        (out / "predictions").mkdir(exist_ok=True)
+        write_label(out / "predictions" / f"{args.name}.label",
+                    target_to_raw(to_benchmark_grid(pred.labels, cfg.grid), class_set), class_set)
+        written.append(f"predictions/{args.name}.label")
     title = f"{cfg.name}{' (UNTRAINED weights)' if checkpoint is None else ''}: {Path(args.left).name}  ({(t2 - t1) * 1e3:.0f} ms)"
     render_panel(pred.labels, class_set, image=left, title=title).save(out / f"{args.name}.png")
     written.append(f"{args.name}.png")

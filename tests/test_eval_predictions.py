@@ -84,7 +84,8 @@ def test_predictions_score_as_the_benchmark_defines_it(root, noisy_gt, tmp_path,
                             "--json", str(tmp_path / "m.json")], capsys)
     assert code == 0, err
     got, ref = json.loads((tmp_path / "m.json").read_text()), _benchmark_reference(root, noisy_gt)
-    assert got["frames"] == 2 and 0.1 < got["sc_iou"] < 0.9 and 0.05 < got["miou"] < 0.9  # noisy, so neither trivial nor perfect
+    # noisy, so neither trivial nor perfect
+    assert got["frames"] == 2 and 0.1 < got["sc_iou"] < 0.9 and 0.05 < got["miou"] < 0.9
     for key in ("sc_iou", "sc_precision", "sc_recall", "miou"):
         assert got[key] == pytest.approx(ref[key], abs=1e-6), key
     np.testing.assert_allclose(list(got["class_iou"].values()), ref["class_iou"], atol=1e-6)

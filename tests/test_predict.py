@@ -176,6 +176,18 @@ def test_all_frames_and_a_sequence_without_voxels(test_split, tiny, tmp_path) ->
         "000000.label", "000001.label"]
 
 
+def test_a_frame_that_cannot_be_predicted_is_named(test_split, tiny, tmp_path) -> None:
+    from PIL import Image
+
+    root = tmp_path / "root"
+    shutil.copytree(test_split / "sequences" / "12", root / "sequences" / "12")
+    right = root / "sequences" / "12" / "image_3" / "000000.png"
+    Image.fromarray(read_rgb(right)[:-2]).save(right)  # two rows short of the left image
+    code, _, stderr = run(["--data", str(root), "--sequences", "12", "--checkpoint", str(tiny),
+                           "--out", str(tmp_path / "o")])
+    assert code == 2 and "sequence 12 frame 000000: stereo images differ in size" in stderr
+
+
 def test_a_model_grid_off_the_benchmark_grid_is_an_error_naming_it(test_split, tmp_path) -> None:
     off = save_tiny_model(tmp_path / "off.safetensors", origin=(0.0, -25.6, -1.0))
     code, _, stderr = run(["--data", str(test_split), "--sequences", "11", "--checkpoint", str(off),

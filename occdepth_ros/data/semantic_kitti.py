@@ -236,8 +236,13 @@ def to_semantic_kitti_grid(labels: np.ndarray, origin, extent, voxel_size: float
         k = semantic_kitti_factor(origin, extent, voxel_size)
     except ValueError:
         return None
-    out = labels.repeat(k, 0).repeat(k, 1).repeat(k, 2)
+    out = upsample_labels(labels, k)
     return out if out.shape == SEMANTIC_KITTI_GRID else None
+
+
+def upsample_labels(labels: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest upsampling of a label grid by ``factor`` on every axis."""
+    return labels if factor == 1 else labels.repeat(factor, 0).repeat(factor, 1).repeat(factor, 2)
 
 
 def _blocks(t: np.ndarray, factor: int) -> tuple[tuple[int, int, int], np.ndarray]:

@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from ..classes import ClassSet
 from ..data.kitti_odometry import KittiSequence
-from ..data.semantic_kitti import SEMANTIC_KITTI_GRID, read_frame_target, read_prediction, semantic_kitti_factor
+from ..data.semantic_kitti import (SEMANTIC_KITTI_GRID, read_frame_target, read_prediction, semantic_kitti_factor,
+                                   upsample_labels)
 from ..geometry.calib import StereoCalibration
 from ..inference import StereoInference
 from .frames import StereoFrameReader
@@ -27,6 +28,10 @@ Predictor = Callable[[np.ndarray, np.ndarray, StereoCalibration], np.ndarray]
 # (sequence, frame) -> classes on the benchmark grid
 FramePredictor = Callable[[KittiSequence, str], np.ndarray]
 Frame = tuple[KittiSequence, str]
+
+
+class FrameError(ValueError):
+    """A frame could not be predicted or read; the message names the frame."""
 
 
 def sequence_name(name: str | int) -> str:
@@ -41,8 +46,7 @@ def model_predictor(engine: StereoInference) -> Predictor:
 
     def predict(left: np.ndarray, right: np.ndarray, calib: StereoCalibration) -> np.ndarray:
         engine.set_calibration(calib)
-        labels = engine.predict([left, right], with_confidence=False).labels
-        return labels.repeat(k, 0).repeat(k, 1).repeat(k, 2)
+        return upsample_labels(engine.predict([left, right], with_confidence=False).labels, k)
 
     return predict
 
@@ -79,7 +83,10 @@ def score_frames(jobs: list[Frame], predict: FramePredictor, class_set: ClassSet
     """Accumulated metrics of ``predict`` over ``jobs``: the one scoring loop."""
     metrics = SSCMetrics(class_set.n_classes, class_set.ignore_index)
     for seq, frame in tqdm(jobs, desc=desc, unit="frame", disable=not progress):
-        pred = predict(seq, frame)
+        try:
+            pred = predict(seq, frame)
+        except ValueError as exc:
+            raise FrameError(f"sequence {seq.sequence} frame {frame}: {exc}") from exc
         if pred.shape != SEMANTIC_KITTI_GRID:
             raise ValueError(f"prediction of {seq.sequence}/{frame} has shape {pred.shape}, "
                              f"expected {SEMANTIC_KITTI_GRID}")

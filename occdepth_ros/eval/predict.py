@@ -23,9 +23,10 @@ from tqdm import tqdm
 
 from ..classes import ClassSet
 from ..data.kitti_odometry import KittiSequence
-from ..data.semantic_kitti import VOXEL_EXTENSIONS, semantic_kitti_factor, target_to_raw, write_label
+from ..data.semantic_kitti import (VOXEL_EXTENSIONS, semantic_kitti_factor, target_to_raw, upsample_labels,
+                                   write_label)
 from ..inference import StereoInference
-from .evaluate import prediction_path, sequence_name
+from .evaluate import FrameError, prediction_path, sequence_name
 from .frames import StereoFrameReader
 
 _PREDICTION = re.compile(r"^sequences/[^/]+/predictions/\d{6}\.label$")
@@ -128,13 +129,15 @@ def predict_sequences(
     bar = tqdm(jobs, desc="occdepth-predict", unit="frame", disable=not progress)
     for seq, frame in bar:
         bar.set_postfix_str(f"{seq.sequence}/{frame}", refresh=False)
-        left, right, calib = reader.read(seq, frame)
-        engine.set_calibration(calib)
-        labels = engine.predict([left, right], with_confidence=False).labels
-        full = labels.repeat(k, 0).repeat(k, 1).repeat(k, 2)
+        try:
+            left, right, calib = reader.read(seq, frame)
+            engine.set_calibration(calib)
+            labels = engine.predict([left, right], with_confidence=False).labels
+        except ValueError as exc:
+            raise FrameError(f"sequence {seq.sequence} frame {frame}: {exc}") from exc
         path = prediction_path(out, seq.sequence, frame)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_label(path, target_to_raw(full, class_set), class_set)
+        write_label(path, target_to_raw(upsample_labels(labels, k), class_set), class_set)
         report.written.append(path)
         report.frames[seq.sequence] = report.frames.get(seq.sequence, 0) + 1
         if extras is not None and extras.wanted:

@@ -31,7 +31,9 @@ $(STAMP): setup.py requirements.txt occdepth_ros/ops/csrc/svs_extension.cpp expo
 	if [ "$$(uname -m)" = x86_64 ]; then $(PY) -m pip uninstall -q -y onnxruntime; fi
 	$(PY) -m pip install -q -r requirements.txt
 	@# builds the lift's native CPU kernel (a torch C++ extension) against the torch above:
-	@# no build isolation, so pip never fetches a second torch; OCCDEPTH_MARCH_NATIVE=1 tunes it to this CPU
+	@# no build isolation, so pip never fetches a second torch; it then needs a setuptools that
+	@# builds editable wheels itself. OCCDEPTH_MARCH_NATIVE=1 tunes the kernel to this CPU.
+	$(PY) -m pip install -q "setuptools>=70.1"
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

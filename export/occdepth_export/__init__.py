@@ -5,8 +5,7 @@ Where each backend's implementation of the lift lives:
 
 | backend | implementation |
 |---|---|
-| eager torch | ``occdepth_ros/ops/stereo_voxel_sample.py`` (reference) |
-| export tracing | ``custom_op.py`` (``torch.ops.occdepth.stereo_voxel_sample``) |
+| eager torch, tracing | the op ``torch.ops.occdepth.stereo_voxel_sample`` (``occdepth_ros/ops/torch_op.py``): the native CPU kernel on the CPU, the reference elsewhere |
 | ONNX Runtime, TensorRT without plugin | ``onnx_function.py`` (model-local function) |
 | TensorRT | ``../plugin/`` (C++/CUDA IPluginV3) |
 """

@@ -13,7 +13,6 @@ from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import UInt8MultiArray
 
@@ -56,10 +55,11 @@ class Harness:
         self.node = OccDepthNode(context=self.context,
                                  parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
         self.io = rclpy.create_node("harness", context=self.context)
-        self.pub_left = self.io.create_publisher(Image, "left/image_rect", qos_profile_sensor_data)
-        self.pub_right = self.io.create_publisher(Image, "right/image_rect", qos_profile_sensor_data)
-        self.pub_left_info = self.io.create_publisher(CameraInfo, "left/camera_info", qos_profile_sensor_data)
-        self.pub_right_info = self.io.create_publisher(CameraInfo, "right/camera_info", qos_profile_sensor_data)
+        # rclpy's default QoS (reliable, depth 10), as camera drivers and ros2 bag play offer it
+        self.pub_left = self.io.create_publisher(Image, "left/image_rect", 10)
+        self.pub_right = self.io.create_publisher(Image, "right/image_rect", 10)
+        self.pub_left_info = self.io.create_publisher(CameraInfo, "left/camera_info", 10)
+        self.pub_right_info = self.io.create_publisher(CameraInfo, "right/camera_info", 10)
         self.got: dict[str, list] = {"cloud": [], "grid": [], "labels": [], "diag": []}
         self.cloud_sub = self.io.create_subscription(PointCloud2, "/occdepth_node/voxels", self.got["cloud"].append, 10)
         self.io.create_subscription(OccupancyGrid, "/occdepth_node/occupancy", self.got["grid"].append, 10)

@@ -25,7 +25,8 @@ def test_defaults_are_the_kitti_configuration():
     p = NodeParams().resolved(share_dir()).validate(CLASS_NAMES)
     assert Path(p.calib_file).is_file() and p.frame_id == "velodyne"
     assert p.sync_streams() == IMAGE_STREAMS  # the calibration file replaces camera_info
-    assert p.sync_tolerance_ns() == 0  # exact sync by default
+    assert p.sync_tolerance_ns() == 5_000_000  # approximate: cameras stamped a few ms apart pair
+    assert p.input_qos == "AUTO"
     assert p.stamp_reset_jump_ns() == 1_000_000_000
     np.testing.assert_array_equal(p.grid_to_camera_matrix(), GRID_TO_OPTICAL)
 
@@ -129,7 +130,7 @@ def test_grid_to_camera_3x4_and_4x4():
 
 
 def test_exact_sync_ignores_tolerance():
-    assert NodeParams(sync_tolerance_s=0.5).sync_tolerance_ns() == 0
+    assert NodeParams(approximate_sync=False, sync_tolerance_s=0.5).sync_tolerance_ns() == 0
     assert NodeParams(stamp_reset_jump_s=0.0).stamp_reset_jump_ns() is None
 
 
@@ -183,29 +184,67 @@ def test_drops_counted_and_bad_ones_warn_once():
     s = RuntimeStats(budget_ms=100)
     s.record_processed(0.01, now=0.0)
     s.count_drop("busy", 5)
-    s.count_drop("sync")
+    s.count_drop("overflow")
+    s.count_drop("flushed", 2)
     assert s.report(now=0.5).level == Level.OK  # expected drops only count
     s.count_drop("bad_input", 2)
     s.count_drop("calibration")
     r = s.report(now=0.6)
     assert r.level == Level.WARN and "2 bad_input drop(s)" in r.message and "1 calibration" in r.message
     assert s.report(now=0.7).level == Level.OK  # nothing new since the last report
-    assert s.drops == {"busy": 5, "sync": 1, "bad_input": 2, "stamp_backwards": 0, "calibration": 1}
+    assert s.drops == {"busy": 5, "overflow": 1, "unmatched": 0, "flushed": 2, "stamp_backwards": 0,
+                       "duplicate": 0, "lost": 0, "bad_input": 2, "calibration": 1}
     assert {f"dropped_{k}" for k in DROP_REASONS} <= set(r.values)
 
 
-def test_bad_drops_do_not_hide_error_or_stale():
+@pytest.mark.parametrize("reason, warns", [
+    ("busy", False), ("overflow", False), ("flushed", False), ("unmatched", True), ("stamp_backwards", True),
+    ("duplicate", True), ("lost", True), ("bad_input", True), ("calibration", True),
+])
+def test_each_drop_reason_has_its_own_counter(reason, warns):
+    s = RuntimeStats(budget_ms=100)
+    s.record_processed(0.01, now=0.0)
+    s.count_drop(reason, 3)
+    r = s.report(now=0.1)
+    assert r.values[f"dropped_{reason}"] == "3"
+    assert all(r.values[f"dropped_{other}"] == "0" for other in DROP_REASONS if other != reason)
+    assert r.level == (Level.WARN if warns else Level.OK)
+    assert (f"3 {reason} drop(s)" in r.message) == warns
+
+
+def test_bad_drops_do_not_hide_error():
     s = RuntimeStats(budget_ms=1)
     s.record_processed(0.5, now=0.0)
     s.count_drop("stamp_backwards")
     assert s.report(now=0.1).level == Level.ERROR
-    s.count_drop("stamp_backwards")
-    assert s.report(now=100.0).level == Level.STALE
+
+
+def test_bad_input_outranks_stale():
+    """A node fed only garbage says WARN (with the reason), not merely STALE."""
+    s = RuntimeStats(budget_ms=100)
+    assert s.report(now=0.0).level == Level.STALE
+    s.count_drop("bad_input")
+    r = s.report(now=0.1)
+    assert r.level == Level.WARN and "1 bad_input drop(s)" in r.message and "no frame processed" in r.message
+    assert s.report(now=0.2).level == Level.STALE  # nothing new
+
+
+def test_problems_and_events_raise_warn_and_extra_values_are_reported():
+    s = RuntimeStats(budget_ms=100)
+    r = s.report(now=0.0, problems=["nothing received on /left/image_rect (left_image) in 2.0 s"],
+                 extra_values={"queue_left_image": "0"})
+    assert r.level == Level.WARN and r.message.startswith("nothing received on /left/image_rect")
+    assert r.values["queue_left_image"] == "0"
+    s.count_event("qos_incompatible")
+    r = s.report(now=0.1)
+    assert r.level == Level.WARN and "1 qos_incompatible event(s)" in r.message and r.values["qos_incompatible"] == "1"
+    with pytest.raises(KeyError):
+        s.count_event("deadline")
 
 
 def test_stats_argument_errors():
     with pytest.raises(KeyError, match="unknown drop reason"):
-        RuntimeStats(budget_ms=1).count_drop("lost")
+        RuntimeStats(budget_ms=1).count_drop("sync")  # split into its reasons
     for kwargs in ({"budget_ms": 0}, {"budget_ms": 1, "window": 1}, {"budget_ms": 1, "stale_after_s": 0}):
         with pytest.raises(ValueError):
             RuntimeStats(**kwargs)

@@ -103,8 +103,7 @@ def test_diagnostics_report_rate_and_drops(harness: Harness) -> None:
 
 
 def test_bursts_faster_than_inference_keep_the_latest_pair(harness: Harness, sequence) -> None:
-    """Ten pairs 20 ms apart (far faster than inference, slow enough that DDS's KEEP_LAST(5)
-    sensor-data history keeps them all): some are published, the rest replaced (busy drops)."""
+    """Ten pairs 20 ms apart (far faster than inference; the reliable input keeps them all): some are published, the rest replaced (busy drops)."""
     left, right = (read_rgb(p) for p in sequence.image_paths(0))
     t0 = 1_700_000_300_000_000_000
     clouds_before, busy_before = len(harness.got["cloud"]), harness.node.stats.drops["busy"]
@@ -175,15 +174,15 @@ def test_invalid_camera_info_is_dropped_and_counted(info_harness: Harness, seque
     assert len(info_harness.got["cloud"]) == clouds
 
 
-def test_missing_camera_info_publishes_nothing_and_counts_sync_drops(info_harness: Harness, sequence) -> None:
+def test_missing_camera_info_publishes_nothing_and_counts_overflow(info_harness: Harness, sequence) -> None:
     left, right = (read_rgb(p) for p in sequence.image_paths(2))
     t0 = 1_700_000_600_000_000_000
-    clouds, sync_before = len(info_harness.got["cloud"]), info_harness.node.stats.drops["sync"]
+    clouds, sync_before = len(info_harness.got["cloud"]), info_harness.node.stats.drops["overflow"]
     queue = info_harness.node.params.queue_size
     for i in range(queue + 2):  # images only: their queues overflow
         info_harness.send(image_msg(left, t0 + i * 10**8, "l"), image_msg(right, t0 + i * 10**8, "r"))
         time.sleep(SPACING_S)
-    info_harness.wait_drops("sync", sync_before + 2)
+    info_harness.wait_drops("overflow", sync_before + 2)
     assert len(info_harness.got["cloud"]) == clouds
 
 

@@ -11,12 +11,14 @@ import pytest
 from occdepth_ros.node.latest_slot import LatestSlot
 from occdepth_ros.node.stereo_sync import (
     IMAGE_STREAMS,
+    INFO_QUEUE_SIZE,
     NS_PER_S,
     STEREO_STREAMS,
     StereoSync,
     SyncCounters,
     seconds_to_ns,
     stamp_to_ns,
+    stream_queue_sizes,
 )
 
 MS = 1_000_000  # ns
@@ -110,11 +112,13 @@ def test_backwards_and_repeated_stamps_are_rejected_per_stream():
     sync = StereoSync(IMAGE_STREAMS)
     assert sync.add("left_image", 10, "a") is None
     assert sync.add("left_image", 9, "b") is None  # backwards
-    assert sync.add("left_image", 10, "c") is None  # not newer
-    assert sync.counters.backwards == 2
+    assert sync.add("left_image", 10, "c") is None  # not newer: a duplicate, counted apart
+    assert (sync.counters.backwards, sync.counters.duplicate) == (1, 1)
     assert sync.add("right_image", 10, "R") == ("a", "R")  # the rejected ones never replace 'a'
     assert sync.add("right_image", 5, "old") is None  # right's own history counts too
-    assert sync.counters.backwards == 3
+    assert sync.add("right_image", 10, "again") is None
+    c = sync.counters
+    assert (c.backwards, c.duplicate, c.dropped) == (2, 2, 4)
 
 
 def test_large_jump_back_resets_instead_of_rejecting_forever():
@@ -147,6 +151,7 @@ def test_counters_are_a_snapshot():
 @pytest.mark.parametrize("kwargs", [
     {"streams": ("only",)}, {"streams": ("a", "a")}, {"tolerance_ns": -1},
     {"queue_size": 0}, {"reset_jump_ns": 0},
+    {"queue_size": {"left_image": 3}}, {"queue_size": dict.fromkeys(STEREO_STREAMS, 3) | {"left_info": 0}},
 ])
 def test_invalid_construction(kwargs):
     with pytest.raises(ValueError):
@@ -182,6 +187,52 @@ def test_jittered_streams_pair_every_frame_and_conserve_messages():
     queued = sum(sync.queue_lengths().values())
     assert c.received == len(STEREO_STREAMS) * c.matched + c.dropped + queued
     assert c.dropped == 0
+
+
+def test_unmatched_records_the_stream_and_the_spread():
+    """Exact sync on cameras stamped 0.3 ms apart (kitti2mcap): every left image is unmatched,
+    and the counters say by how much, so the node can name the cause."""
+    sync = StereoSync(IMAGE_STREAMS, tolerance_ns=0)
+    got = feed(sync, [(s, f * 100 * MS + (300_000 if s == "right_image" else 0))
+                      for f in range(3) for s in IMAGE_STREAMS])
+    c = sync.counters
+    # each arrival finds the other stream's head 0.3 ms away: all but the last message drop
+    assert got == [] and c.unmatched == 5 and c.matched == 0 and sync.queue_lengths()["right_image"] == 1
+    assert (c.last_unmatched_stream, c.last_unmatched_spread_ns) == ("left_image", 300_000)
+    approx = StereoSync(IMAGE_STREAMS, tolerance_ns=seconds_to_ns(0.005))
+    assert len(feed(approx, [(s, f * 100 * MS + (300_000 if s == "right_image" else 0))
+                             for f in range(3) for s in IMAGE_STREAMS])) == 3
+
+
+def _lagging_images(lag_frames: int, n: int):
+    """Camera_info arrives at once, each image ``lag_frames`` frames later (a large message
+    still in transit or waiting for a busy executor): the arrival order under load."""
+    events = []
+    for f in range(n + lag_frames):
+        if f < n:
+            events += [("left_info", f * 100 * MS), ("right_info", f * 100 * MS)]
+        if f >= lag_frames:
+            g = f - lag_frames
+            events += [("left_image", g * 100 * MS), ("right_image", g * 100 * MS)]
+    return events
+
+
+def test_small_streams_running_ahead_overflow_a_shallow_queue_and_leave_images_unmatched():
+    """The mechanism that lost pairs at 2x load: with one queue size for all streams the
+    camera_info queue overflows while images lag, and the late images find no partner."""
+    shallow = StereoSync(tolerance_ns=0, queue_size=5)
+    got = feed(shallow, _lagging_images(lag_frames=8, n=20))
+    c = shallow.counters
+    assert len(got) < 20 and c.overflow > 0 and c.unmatched > 0
+
+
+def test_deep_camera_info_queues_pair_every_frame_despite_image_lag():
+    sizes = stream_queue_sizes(STEREO_STREAMS, 5)
+    assert sizes == {"left_image": 5, "right_image": 5, "left_info": INFO_QUEUE_SIZE, "right_info": INFO_QUEUE_SIZE}
+    deep = StereoSync(tolerance_ns=0, queue_size=sizes)
+    got = feed(deep, _lagging_images(lag_frames=8, n=20))
+    assert [x[0][1] for x in got] == [f * 100 * MS for f in range(20)]
+    assert deep.counters.dropped == 0
 
 
 def test_stamp_conversions():

@@ -16,10 +16,10 @@ from ..geometry.calib import GRID_TO_OPTICAL, SHIPPED_KITTI_CALIB, CalibrationEr
 from ..model.config import preset_names
 from ..runtime.factory import BACKEND_CHOICES, PRECISIONS
 from ..runtime.ort_providers import ORT_PROVIDER_CHOICES
+from .input_qos import DEFAULT_INPUT_QOS, INPUT_QOS_CHOICES
 from .stereo_sync import IMAGE_STREAMS, STEREO_STREAMS, seconds_to_ns
 from .voxel_outputs import DEFAULT_FREE_CLASSES
 
-INPUT_QOS_CHOICES = ("SENSOR_DATA", "SYSTEM_DEFAULT", "DEFAULT")
 RIGID_SIZES = (12, 16)  # grid_to_camera: 3x4 or 4x4, row-major
 MIN_STATS_WINDOW = 2
 PATH_PARAMS = ("calib_file", "checkpoint")
@@ -36,9 +36,9 @@ class NodeParams:
     right_image_topic: str = "right/image_rect"
     left_info_topic: str = "left/camera_info"
     right_info_topic: str = "right/camera_info"
-    input_qos: str = "SENSOR_DATA"
-    approximate_sync: bool = False
-    sync_tolerance_s: float = 0.01  # max stamp spread of a set when approximate_sync
+    input_qos: str = DEFAULT_INPUT_QOS  # AUTO: reliable, best effort per topic for best-effort publishers
+    approximate_sync: bool = True  # cameras stamped from separate clocks (e.g. 0.3 ms apart) still pair
+    sync_tolerance_s: float = 0.005  # max stamp spread of a set when approximate_sync; < half the frame period
     queue_size: int = 5
     stamp_reset_jump_s: float = 1.0  # a stamp this far back clears the pairing (bag loop); 0 = never
     # calibration: camera_info (+ grid_to_camera), or a calibration file instead

@@ -29,10 +29,13 @@ import rclpy
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks, UnsupportedEventTypeError
 from rclpy.qos import (
     DurabilityPolicy,
+    HistoryPolicy,
     QoSProfile,
     ReliabilityPolicy,
+    qos_policy_name_from_kind,
     qos_profile_sensor_data,
     qos_profile_system_default,
 )
@@ -50,23 +53,36 @@ from ..model.config import ConfigError
 from ..resources import default_model_path, share_dir
 from ..runtime import BackendError, host_memory
 from occdepth_export.backends import create_backend
+from .input_qos import IMAGE_DEPTH, auto_best_effort
 from .latest_slot import LatestSlot
 from .messages import diagnostic_array, label_grid, make_header, marker_array, occupancy_grid, point_cloud2
 from .params import NodeParams
 from .processor import FrameOutputs, FrameProcessor
 from .stats import RuntimeStats
-from .stereo_sync import StereoSync, stamp_to_ns
+from .stereo_sync import INFO_STREAMS, NS_PER_S, StereoSync, stamp_to_ns, stream_queue_sizes
+from .stream_watch import ReasonThrottle, StreamWatch
 from .voxel_outputs import marker_groups, z_band_layers
 
 LOG_THROTTLE_S = 5.0
 WORKER_POLL_S = 0.1
-INPUT_QOS = {
-    "SENSOR_DATA": qos_profile_sensor_data,
-    "SYSTEM_DEFAULT": qos_profile_system_default,
-    "DEFAULT": QoSProfile(depth=10),
-}
-# Sync counters that become drop reasons in the diagnostics.
-SYNC_DROPS = {"backwards": "stamp_backwards", "overflow": "sync", "unmatched": "sync", "flushed": "sync"}
+INPUT_WATCH_PERIOD_S = 0.5  # AUTO QoS: how often publishers' reliability is looked at
+# Sync counters -> the drop reasons of the diagnostics (one each, so nobody has to guess why).
+SYNC_DROPS = {"overflow": "overflow", "unmatched": "unmatched", "flushed": "flushed",
+              "backwards": "stamp_backwards", "duplicate": "duplicate"}
+TOPIC_KEYS = {"left_image": "left_image_topic", "right_image": "right_image_topic",
+              "left_info": "left_info_topic", "right_info": "right_info_topic"}
+
+
+def input_qos_profile(choice: str, best_effort: bool, depth: int) -> QoSProfile:
+    """The subscription QoS of one input: ``choice`` is input_qos; ``best_effort`` is AUTO's verdict."""
+    choice = choice.upper()
+    if choice == "SENSOR_DATA" or (choice == "AUTO" and best_effort):
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(depth, qos_profile_sensor_data.depth),
+                          reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+    if choice == "SYSTEM_DEFAULT":
+        return qos_profile_system_default
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
 
 
 def declare_params(node: Node) -> NodeParams:
@@ -106,8 +122,10 @@ class OccDepthNode(Node):
         engine = StereoInference(backend, threads=params.threads or None)
         warm_s = engine.warm_up()
         self.processor = FrameProcessor(engine, params, self.classes)
-        self.sync = StereoSync(params.sync_streams(), params.sync_tolerance_ns(), params.queue_size,
+        streams = params.sync_streams()
+        self.sync = StereoSync(streams, params.sync_tolerance_ns(), stream_queue_sizes(streams, params.queue_size),
                                params.stamp_reset_jump_ns())
+        self._throttle = ReasonThrottle(LOG_THROTTLE_S)
         self._sync_seen = self.sync.counters
         self.slot: LatestSlot[tuple] = LatestSlot()
         self.stats = RuntimeStats(params.processing_budget_ms, params.stats_window)
@@ -124,27 +142,86 @@ class OccDepthNode(Node):
     # -- wiring ---------------------------------------------------------------------
     def _create_io(self) -> None:
         p = self.params
-        qos_in = INPUT_QOS[p.input_qos.upper()]
-        topics = {"left_image": (Image, p.left_image_topic), "right_image": (Image, p.right_image_topic),
-                  "left_info": (CameraInfo, p.left_info_topic), "right_info": (CameraInfo, p.right_info_topic)}
-        self._subs = [
-            self.create_subscription(msg_type, topic, lambda msg, s=stream: self._on_message(s, msg), qos_in)
-            for stream, (msg_type, topic) in topics.items() if stream in p.sync_streams()
-        ]
+        self._subs: dict[str, tuple[object, bool]] = {}  # stream -> (subscription, best effort)
+        for stream in p.sync_streams():
+            self._subscribe(stream, best_effort=False)
+        self.watch = StreamWatch({s: sub.topic_name for s, (sub, _) in self._subs.items()})
         out = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         grid_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                               durability=DurabilityPolicy.TRANSIENT_LOCAL if p.occupancy_transient_local
                               else DurabilityPolicy.VOLATILE)
-        self.pub_cloud = self.create_publisher(PointCloud2, "~/voxels", out)
-        self.pub_markers = self.create_publisher(MarkerArray, "~/voxel_markers", out)
-        self.pub_grid = self.create_publisher(OccupancyGrid, "~/occupancy", grid_qos)
-        self.pub_labels = self.create_publisher(UInt8MultiArray, "~/label_grid", out)
+        events = lambda: PublisherEventCallbacks(incompatible_qos=self._on_incompatible_qos)  # noqa: E731
+        self.pub_cloud = self.create_publisher(PointCloud2, "~/voxels", out, event_callbacks=events())
+        self.pub_markers = self.create_publisher(MarkerArray, "~/voxel_markers", out, event_callbacks=events())
+        self.pub_grid = self.create_publisher(OccupancyGrid, "~/occupancy", grid_qos, event_callbacks=events())
+        self.pub_labels = self.create_publisher(UInt8MultiArray, "~/label_grid", out, event_callbacks=events())
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.pub_time = self.create_publisher(Float64, "~/debug/processing_time_ms", 10)
         self.pub_latency = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", 10)
         self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
+        self.create_timer(INPUT_WATCH_PERIOD_S, self._watch_inputs)
+        self._match_publishers()
+
+    def _subscribe(self, stream: str, best_effort: bool) -> None:
+        """(Re)create one input subscription; QoS events are logged and counted."""
+        p = self.params
+        msg_type = Image if stream.endswith("image") else CameraInfo
+        depth = self.sync.queue_sizes[self.sync.streams.index(stream)] if stream in INFO_STREAMS else IMAGE_DEPTH
+        qos = input_qos_profile(p.input_qos, best_effort, depth)
+        if stream in self._subs:
+            self.destroy_subscription(self._subs[stream][0])
+        callback = lambda msg, s=stream: self._on_message(s, msg)  # noqa: E731
+        try:
+            sub = self.create_subscription(msg_type, getattr(p, TOPIC_KEYS[stream]), callback, qos,
+                                           event_callbacks=SubscriptionEventCallbacks(
+                                               incompatible_qos=lambda e, s=stream: self._on_incompatible_qos(e, s),
+                                               message_lost=lambda e, s=stream: self._on_message_lost(s, e)))
+        except UnsupportedEventTypeError:  # a middleware without the message-lost event
+            sub = self.create_subscription(msg_type, getattr(p, TOPIC_KEYS[stream]), callback, qos,
+                                           event_callbacks=SubscriptionEventCallbacks(
+                                               incompatible_qos=lambda e, s=stream: self._on_incompatible_qos(e, s)))
+        self._subs[stream] = (sub, qos.reliability == ReliabilityPolicy.BEST_EFFORT)
+
+    def _match_publishers(self) -> None:
+        """input_qos AUTO: a topic whose publisher offers only best effort is subscribed best effort."""
+        if self.params.input_qos.upper() != "AUTO":
+            return
+        for stream, (sub, best_effort) in list(self._subs.items()):
+            if best_effort:
+                continue
+            offers = [i.qos_profile.reliability != ReliabilityPolicy.BEST_EFFORT
+                      for i in self.get_publishers_info_by_topic(sub.topic_name)]
+            if auto_best_effort(offers):
+                self._subscribe(stream, best_effort=True)
+                self._warn("qos_auto", f"a publisher of {sub.topic_name} offers only best effort: subscribed "
+                           "best effort (input_qos AUTO); large best-effort images can be lost in transit, "
+                           "publish reliably if the driver allows it")
+
+    def _on_incompatible_qos(self, event, stream: str | None = None) -> None:
+        """A peer whose QoS cannot match: counted and logged, except what AUTO resolves itself
+        (a best-effort publisher of an input, re-subscribed best effort by _match_publishers)."""
+        policy = qos_policy_name_from_kind(event.last_policy_kind)
+        if stream is not None and self.params.input_qos.upper() == "AUTO" and policy == "RELIABILITY":
+            return
+        self.stats.count_event("qos_incompatible")
+        where = f"input {self._subs[stream][0].topic_name}" if stream else "an output"
+        self._warn(f"qos_incompatible:{stream}", f"incompatible QoS ({policy}) between {where} and a peer: "
+                   "no messages flow between them")
+
+    def _on_message_lost(self, stream: str, event) -> None:
+        n = int(event.total_count_change)
+        if n > 0:
+            self.stats.count_drop("lost", n)
+            self._warn("lost", f"{n} message(s) on {self._subs[stream][0].topic_name} lost in the middleware")
+
+    def _watch_inputs(self) -> None:
+        self._match_publishers()
+        for gone in self.watch.missing():
+            self._warn(f"missing:{gone.stream}", f"{gone.describe()}: check the topic name/remap, the "
+                       "publisher and its QoS (ros2 topic info -v)")
 
     def _on_message(self, stream: str, msg) -> None:
+        self.watch.seen(stream)
         if stream == "left_image":
             self.stats.record_input()
         matched = self.sync.add(stream, stamp_to_ns(msg.header.stamp.sec, msg.header.stamp.nanosec), msg)
@@ -156,10 +233,18 @@ class OccDepthNode(Node):
         now = self.sync.counters
         for counter, reason in SYNC_DROPS.items():
             delta = getattr(now, counter) - getattr(self._sync_seen, counter)
-            if delta > 0:
-                self.stats.count_drop(reason, delta)
-                if reason == "stamp_backwards":
-                    self._warn("input stamps went backwards; message(s) dropped")
+            if delta <= 0:
+                continue
+            self.stats.count_drop(reason, delta)
+            if reason == "stamp_backwards":
+                self._warn(reason, "input stamps went backwards; message(s) dropped")
+            elif reason == "duplicate":
+                self._warn(reason, "input stamp repeated on one stream; message(s) dropped")
+            elif reason == "unmatched":
+                topic = self._subs[now.last_unmatched_stream][0].topic_name
+                self._warn(reason, f"a message on {topic} found no partner: stamps "
+                           f"{now.last_unmatched_spread_ns / NS_PER_S * 1e3:.3f} ms apart, tolerance "
+                           f"{self.sync.tolerance_ns / NS_PER_S * 1e3:g} ms (approximate_sync, sync_tolerance_s)")
         self._sync_seen = now
 
     # -- worker ---------------------------------------------------------------------
@@ -171,13 +256,13 @@ class OccDepthNode(Node):
             try:
                 result = self.processor.process(msgs, self._wanted_outputs())
             except InputError as exc:
-                self._reject("bad_input", f"bad input, frame skipped: {exc}")
+                self._reject("bad_input", f"bad input, frame skipped: {exc}", _first_words(exc))
                 continue
             except CalibrationError as exc:
-                self._reject("calibration", f"calibration problem, frame skipped: {exc}")
+                self._reject("calibration", f"calibration problem, frame skipped: {exc}", _first_words(exc))
                 continue
             except Exception as exc:  # noqa: BLE001 - keep the node alive, say why
-                self._reject("bad_input", f"frame failed ({type(exc).__name__}: {exc})")
+                self._reject("bad_input", f"frame failed ({type(exc).__name__}: {exc})", type(exc).__name__)
                 continue
             self._publish(result)
 
@@ -196,14 +281,16 @@ class OccDepthNode(Node):
             wanted.add("voxels")
         return frozenset(wanted)
 
-    def _reject(self, reason: str, message: str) -> None:
+    def _reject(self, reason: str, message: str, detail: str) -> None:
         self.stats.count_drop(reason)
-        self._warn(message)
+        self._warn(f"{reason}:{detail}", message)
 
-    def _warn(self, message: str) -> None:
-        """Throttled warning; ``warning`` on Jazzy and newer, ``warn`` on Humble."""
-        logger = self.get_logger()
-        (getattr(logger, "warning", None) or logger.warn)(message, throttle_duration_sec=LOG_THROTTLE_S)
+    def _warn(self, key: str, message: str) -> None:
+        """A warning throttled per ``key`` (one per reason), so a second reason is never hidden;
+        ``warning`` on Jazzy and newer, ``warn`` on Humble."""
+        if self._throttle.allow(key):
+            logger = self.get_logger()
+            (getattr(logger, "warning", None) or logger.warn)(message)
 
     def _publish(self, r: FrameOutputs) -> None:
         p = self.params
@@ -224,13 +311,22 @@ class OccDepthNode(Node):
 
     def _publish_diagnostics(self) -> None:
         header = make_header(self.get_clock().now().nanoseconds, "")
-        self.pub_diag.publish(diagnostic_array(self.stats.report(), header, f"{self.get_name()}: pipeline",
+        queues = {f"queue_{s}": str(n) for s, n in self.sync.queue_lengths().items()}
+        ages = {f"last_{s}_s": age for s, age in self.watch.ages().items()}
+        problems = [gone.describe() for gone in self.watch.missing()]
+        report = self.stats.report(problems=problems, extra_values={**queues, **ages})
+        self.pub_diag.publish(diagnostic_array(report, header, f"{self.get_name()}: pipeline",
                                                hardware_id=self.get_fully_qualified_name()))
 
     def destroy_node(self) -> None:
         self.slot.close()
         self._worker.join(timeout=5.0)
         super().destroy_node()
+
+
+def _first_words(exc: Exception, n: int = 4) -> str:
+    """A throttle key per kind of reject (its message's first words, without the numbers)."""
+    return " ".join(w for w in str(exc).split()[:n] if not any(c.isdigit() for c in w))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,10 +6,13 @@ levels are unit-tested; ``messages.diagnostic_array`` turns a report into ROS ty
 Levels (diagnostic_msgs/DiagnosticStatus values):
 * STALE: no frame processed within ``stale_after_s`` (or none yet);
 * ERROR: the median processing time over the window exceeds the budget;
-* WARN: the slowest frame of the window exceeds the budget, or frames were dropped for a
-  reason that means bad data since the previous report (bad input, calibration, stamps
-  going backwards); ``busy`` drops (latest pair wins) and ``sync`` drops are expected
-  and only counted;
+* WARN: the slowest frame of the window exceeds the budget;
+* input problems since the previous report raise the level to at least WARN, and replace
+  STALE (a node fed only garbage, or waiting on a topic nobody publishes, says so instead of
+  looking merely idle): drops that mean bad or lost data (``WARN_DROP_REASONS``), QoS
+  incompatibilities, and the problems the caller passes (a missing stream, by topic);
+  ``busy`` drops (latest pair wins), queue ``overflow`` and ``flushed`` (bag loop) drops are
+  expected and only counted;
 * OK otherwise.
 """
 
@@ -20,9 +23,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Sequence
 
-DROP_REASONS = ("busy", "sync", "bad_input", "stamp_backwards", "calibration")
-WARN_DROP_REASONS = ("bad_input", "stamp_backwards", "calibration")
+DROP_REASONS = ("busy", "overflow", "unmatched", "flushed", "stamp_backwards", "duplicate", "lost",
+                "bad_input", "calibration")
+WARN_DROP_REASONS = ("unmatched", "stamp_backwards", "duplicate", "lost", "bad_input", "calibration")
+EVENTS = ("qos_incompatible",)  # counted middleware events that are not frame drops
 MS_PER_S = 1000.0
 
 
@@ -61,6 +67,8 @@ class RuntimeStats:
         self._latency_ms: deque[float] = deque(maxlen=window)
         self._drops = {reason: 0 for reason in DROP_REASONS}
         self._reported_drops = dict(self._drops)
+        self._events = {name: 0 for name in EVENTS}
+        self._reported_events = dict(self._events)
         self.frames_processed = 0
 
     # -- recording -----------------------------------------------------------------
@@ -82,10 +90,19 @@ class RuntimeStats:
             raise KeyError(f"unknown drop reason {reason!r}; reasons are {list(DROP_REASONS)}")
         self._drops[reason] += n
 
+    def count_event(self, name: str, n: int = 1) -> None:
+        if name not in self._events:
+            raise KeyError(f"unknown event {name!r}; events are {list(EVENTS)}")
+        self._events[name] += n
+
     # -- queries -------------------------------------------------------------------
     @property
     def drops(self) -> dict[str, int]:
         return dict(self._drops)
+
+    @property
+    def events(self) -> dict[str, int]:
+        return dict(self._events)
 
     def input_rate_hz(self, now: float | None = None) -> float:
         return _rate(self._inputs, _now(now), self.stale_after_s)
@@ -99,18 +116,27 @@ class RuntimeStats:
             return None
         return statistics.median(self._processing_ms), max(self._processing_ms)
 
-    def report(self, now: float | None = None) -> StatsReport:
-        """The current level and values; remembers the drop counts for the next report."""
+    def report(self, now: float | None = None, problems: Sequence[str] = (),
+               extra_values: dict[str, str] | None = None) -> StatsReport:
+        """The current level and values; remembers the drop counts for the next report.
+
+        ``problems``: input problems the caller sees now (e.g. a stream missing, by topic);
+        ``extra_values``: appended to the values (e.g. per-stream queue lengths)."""
         now = _now(now)
         new_drops = {r: self._drops[r] - self._reported_drops[r] for r in DROP_REASONS}
-        self._reported_drops = dict(self._drops)
+        new_events = {e: self._events[e] - self._reported_events[e] for e in EVENTS}
+        self._reported_drops, self._reported_events = dict(self._drops), dict(self._events)
         level, reasons = self._processing_level(now)
-        bad = [f"{new_drops[r]} {r} drop(s)" for r in WARN_DROP_REASONS if new_drops[r]]
-        if bad:
-            reasons += bad
-            level = max(level, Level.WARN)  # STALE (3) stays STALE
+        inputs = list(problems)
+        inputs += [f"{new_drops[r]} {r} drop(s)" for r in WARN_DROP_REASONS if new_drops[r]]
+        inputs += [f"{new_events[e]} {e} event(s)" for e in EVENTS if new_events[e]]
+        if inputs:
+            level = Level.WARN if level in (Level.OK, Level.STALE) else level
+            reasons = inputs + reasons
         message = "; ".join(reasons) if reasons else "ok"
-        return StatsReport(level, message, self._values(now))
+        values = self._values(now)
+        values.update(extra_values or {})
+        return StatsReport(level, message, values)
 
     # -- internals -----------------------------------------------------------------
     def _processing_level(self, now: float) -> tuple[Level, list[str]]:
@@ -135,6 +161,7 @@ class RuntimeStats:
             "frames_processed": str(self.frames_processed),
         }
         values.update({f"dropped_{r}": str(n) for r, n in self._drops.items()})
+        values.update({e: str(n) for e, n in self._events.items()})
         return values
 
 

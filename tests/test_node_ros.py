@@ -103,7 +103,8 @@ def test_diagnostics_report_rate_and_drops(harness: Harness) -> None:
 
 
 def test_bursts_faster_than_inference_keep_the_latest_pair(harness: Harness, sequence) -> None:
-    """Ten pairs 20 ms apart (far faster than inference; the reliable input keeps them all): some are published, the rest replaced (busy drops)."""
+    """Ten pairs 20 ms apart (far faster than inference; the reliable input keeps them all):
+    some are published, the rest replaced (busy drops)."""
     left, right = (read_rgb(p) for p in sequence.image_paths(0))
     t0 = 1_700_000_300_000_000_000
     clouds_before, busy_before = len(harness.got["cloud"]), harness.node.stats.drops["busy"]

@@ -189,11 +189,12 @@ class OccDepthNode(Node):
         for stream, (sub, best_effort) in list(self._subs.items()):
             if best_effort:
                 continue
+            topic = self.watch.topics[stream]
             offers = [i.qos_profile.reliability != ReliabilityPolicy.BEST_EFFORT
-                      for i in self.get_publishers_info_by_topic(sub.topic_name)]
+                      for i in self.get_publishers_info_by_topic(topic)]
             if auto_best_effort(offers):
                 self._subscribe(stream, best_effort=True)
-                self._warn("qos_auto", f"a publisher of {sub.topic_name} offers only best effort: subscribed "
+                self._warn(f"qos_auto:{stream}", f"a publisher of {topic} offers only best effort: subscribed "
                            "best effort (input_qos AUTO); large best-effort images can be lost in transit, "
                            "publish reliably if the driver allows it")
 
@@ -204,7 +205,7 @@ class OccDepthNode(Node):
         if stream is not None and self.params.input_qos.upper() == "AUTO" and policy == "RELIABILITY":
             return
         self.stats.count_event("qos_incompatible")
-        where = f"input {self._subs[stream][0].topic_name}" if stream else "an output"
+        where = f"input {self.watch.topics[stream]}" if stream else "an output"
         self._warn(f"qos_incompatible:{stream}", f"incompatible QoS ({policy}) between {where} and a peer: "
                    "no messages flow between them")
 
@@ -212,7 +213,7 @@ class OccDepthNode(Node):
         n = int(event.total_count_change)
         if n > 0:
             self.stats.count_drop("lost", n)
-            self._warn("lost", f"{n} message(s) on {self._subs[stream][0].topic_name} lost in the middleware")
+            self._warn("lost", f"{n} message(s) on {self.watch.topics[stream]} lost in the middleware")
 
     def _watch_inputs(self) -> None:
         self._match_publishers()
@@ -241,7 +242,7 @@ class OccDepthNode(Node):
             elif reason == "duplicate":
                 self._warn(reason, "input stamp repeated on one stream; message(s) dropped")
             elif reason == "unmatched":
-                topic = self._subs[now.last_unmatched_stream][0].topic_name
+                topic = self.watch.topics[now.last_unmatched_stream]
                 self._warn(reason, f"a message on {topic} found no partner: stamps "
                            f"{now.last_unmatched_spread_ns / NS_PER_S * 1e3:.3f} ms apart, tolerance "
                            f"{self.sync.tolerance_ns / NS_PER_S * 1e3:g} ms (approximate_sync, sync_tolerance_s)")

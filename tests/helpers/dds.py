@@ -20,7 +20,9 @@ SLOT = {
     "end_to_end": 4,
     "bench": 6,
     "bag_player": 8,
+    "node_input_watch": 9,
     "colcon_launch": 10,
+    "node_input_watch_camera_info": 11,
     "kitti2mcap_bag": 12,
 }
 

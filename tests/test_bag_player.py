@@ -106,11 +106,16 @@ class FakePublisher:
     timer: FakeTimer
     log: list
     accept_bytes: bool = True
+    closing: list = field(default_factory=list)  # acknowledgement waits, in order
 
     def publish(self, msg):
         if isinstance(msg, bytes) and not self.accept_bytes:
             raise TypeError("bytes not supported")
         self.log.append((self.topic, self.timer.now(), msg))
+
+    def wait_for_all_acked(self, timeout):
+        self.closing.append((self.topic, "acked", timeout.nanoseconds))
+        return True
 
 
 @dataclass
@@ -119,12 +124,14 @@ class FakeNode:
     accept_bytes: bool = True
     log: list = field(default_factory=list)
     publishers: dict = field(default_factory=dict)
+    closing: list = field(default_factory=list)
 
     def create_publisher(self, cls, topic, qos):
-        self.publishers[topic] = FakePublisher(topic, qos, self.timer, self.log, self.accept_bytes)
+        self.publishers[topic] = FakePublisher(topic, qos, self.timer, self.log, self.accept_bytes, self.closing)
         return self.publishers[topic]
 
     def destroy_publisher(self, pub):
+        self.closing.append((pub.topic, "destroyed", None))
         del self.publishers[pub.topic]
 
 
@@ -146,6 +153,23 @@ def test_schedule_follows_receive_times_over_rate(bag, bag_raw, rate):
     assert stats.published == len(bag_raw) and stats.passes == 1 and not stats.stopped
     assert stats.wall_s == pytest.approx(BAG_SPAN_S / rate)
     assert node.publishers == {}  # closed
+
+
+def test_close_waits_for_reliable_readers_before_destroying_publishers(bag, bag_raw):
+    """Destroyed before every reader acknowledged, a publisher loses what is still in flight
+    (the last large image); close() waits for acknowledgements first, per reliable topic."""
+    player, node, _ = fake_player(bag)
+    with player:
+        player.play()
+        assert node.closing == []
+    events = node.closing
+    topics = sorted({t for t, _, _ in bag_raw})
+    assert [(t, e) for t, e, _ in events] == [(t, "acked") for t in topics] + [(t, "destroyed") for t in topics]
+    assert all(ns == bag_player.ACK_TIMEOUT_S * 1e9 for _, e, ns in events if e == "acked")
+    player, node, _ = fake_player(bag, qos="sensor_data")  # best effort: nothing to wait for
+    with player:
+        player.play(max_messages=1)
+    assert [e for _, e, _ in node.closing] == ["destroyed"] * len(node.closing)
 
 
 def test_loop_start_offset_topics_and_max_messages(bag, bag_raw):

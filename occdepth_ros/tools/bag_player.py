@@ -39,6 +39,7 @@ from ..node.stereo_sync import NS_PER_S, seconds_to_ns
 QOS_CHOICES = ("auto", "sensor_data", "reliable")
 DEFAULT_DEPTH = 10
 DEFAULT_DELAY_S = 0.5
+ACK_TIMEOUT_S = 10.0  # close(): how long to wait for reliable readers to acknowledge the last messages
 
 
 class PlayerError(RuntimeError):
@@ -188,6 +189,7 @@ class BagPlayer:
         if not path.exists():
             raise PlayerError(f"bag not found: {path}")
         self.rate, self.loop, self._timer = float(rate), loop, timer or Timer()
+        self.ack_timeout_s = ACK_TIMEOUT_S
         self._reader = Reader(path)
         try:
             self._reader.open()
@@ -273,12 +275,33 @@ class BagPlayer:
         stats.wall_s = self._timer.now() - t0
         return stats
 
+    def wait_acknowledged(self, timeout_s: float = ACK_TIMEOUT_S) -> list[str]:
+        """Wait until every reliable reader acknowledged every message published so far;
+        returns the topics still unacknowledged after ``timeout_s``. A publisher destroyed
+        earlier takes its unsent fragments with it: the last large image may never arrive."""
+        from rclpy.duration import Duration
+        from rclpy.qos import ReliabilityPolicy
+
+        pending = []
+        for name, pub in self.publishers.items():
+            wait = getattr(pub, "wait_for_all_acked", None)  # rclpy >= Galactic
+            if wait is None or self.plans[name].qos.reliability != ReliabilityPolicy.RELIABLE:
+                continue
+            if not wait(Duration(nanoseconds=seconds_to_ns(timeout_s))):
+                pending.append(name)
+        return pending
+
     def close(self) -> None:
-        """Destroy the publishers and close the bag; the node stays the caller's."""
-        for pub in self.publishers.values():
-            self._node.destroy_publisher(pub)
-        self.publishers = {}
-        self._reader.close()
+        """Wait for reliable readers' acknowledgements (``wait_acknowledged``), then destroy
+        the publishers and close the bag; the node stays the caller's."""
+        try:
+            if self.publishers and (pending := self.wait_acknowledged(self.ack_timeout_s)):
+                self._warn(f"closing with messages not acknowledged by every reader on {pending}")
+        finally:
+            for pub in self.publishers.values():
+                self._node.destroy_publisher(pub)
+            self.publishers = {}
+            self._reader.close()
 
     def __enter__(self) -> "BagPlayer":
         return self

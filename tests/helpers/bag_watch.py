@@ -61,17 +61,11 @@ class BagWatch:
             time.sleep(0.1)
         return False
 
-    def play(self, bag: Path, rate: float, ack_timeout_s: float = 30.0) -> PlayStats:
-        """Play once; the publishers live until every reliable reader acknowledged every
-        message: destroyed earlier, the last (large, fragmented) image may never arrive."""
-        from rclpy.duration import Duration
-
+    def play(self, bag: Path, rate: float) -> PlayStats:
+        """Play once; closing the player waits until every reliable reader acknowledged."""
         with BagPlayer(bag, self.player_node, rate=rate) as player:
             time.sleep(0.5)  # publishers discovered by the node before the first message
-            stats = player.play()
-            for pub in player.publishers.values():
-                pub.wait_for_all_acked(Duration(seconds=ack_timeout_s))
-            return stats
+            return player.play()
 
     def __exit__(self, *exc: Any) -> None:
         self.executor.shutdown()

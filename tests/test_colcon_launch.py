@@ -16,12 +16,10 @@ import re
 import signal
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import PointCloud2
 
@@ -51,9 +49,10 @@ pytestmark = pytest.mark.skipif(not JAZZY_SRC.is_dir(),
                                 reason=f"{JAZZY_SRC} (the ROS 2 launch sources this test runs) is absent")
 
 
-def kitti2mcap_launch_arguments(share: Path, config: Path | None = None) -> list[str]:
-    """The documented command's launch arguments, with $(ros2 pkg prefix ...) resolved."""
-    return [f"config:={config or f'{share}/config/generic_stereo.yaml'}",
+def kitti2mcap_launch_arguments(share: Path) -> list[str]:
+    """The documented command's launch arguments, with $(ros2 pkg prefix ...) resolved: the
+    shipped config as it is (its default QoS and pairing), the four topic remaps."""
+    return [f"config:={share}/config/generic_stereo.yaml",
             f"left_image:={TOPIC[LEFT][0]}", f"right_image:={TOPIC[RIGHT][0]}",
             f"left_info:={TOPIC[LEFT][1]}", f"right_info:={TOPIC[RIGHT][1]}"]
 
@@ -84,22 +83,6 @@ def kitti2mcap_bag(tmp_path_factory):
     return write_kitti2mcap_bag(root / "2011_09_26_drive_0001_sync.mcap", pairs, START_NS)
 
 
-def _config_until_reliable_default(share: Path, folder: Path) -> Path | None:
-    """While the shipped generic_stereo.yaml still subscribes best effort, KITTI-size images
-    are lost on the wheels' Fast DDS before they reach the node; until its default changes,
-    run the test with a copy that differs only in input_qos (and say so in a warning)."""
-    shipped = share / "config" / "generic_stereo.yaml"
-    data = yaml.safe_load(shipped.read_text())
-    params = data["/**"]["ros__parameters"]
-    if params.get("input_qos", "SENSOR_DATA").upper() != "SENSOR_DATA":
-        return None
-    params["input_qos"] = "DEFAULT"
-    copy = folder / "generic_stereo_reliable.yaml"
-    copy.write_text(yaml.safe_dump(data))
-    warnings.warn("generic_stereo.yaml still has input_qos: SENSOR_DATA; the launch test used input_qos: DEFAULT")
-    return copy
-
-
 def _site_packages(prefix: Path) -> Path:
     (site,) = prefix.glob("lib/python3*/site-packages")
     return site
@@ -122,7 +105,7 @@ def launched(install, kitti2mcap_bag, tmp_path_factory):
     logs = tmp_path_factory.mktemp("launch")
     share = install / "share" / PACKAGE
     cmd = [sys.executable, str(ROOT / "tests" / "helpers" / "ros_launch.py"), str(JAZZY_SRC), PACKAGE,
-           "stereo.launch.py", *kitti2mcap_launch_arguments(share, _config_until_reliable_default(share, logs))]
+           "stereo.launch.py", *kitti2mcap_launch_arguments(share)]
     out_file = (logs / "launch.out").open("w+")
     proc = subprocess.Popen(cmd, env=_launch_env(install, logs), stdout=out_file, stderr=subprocess.STDOUT,
                             start_new_session=True)

@@ -8,11 +8,12 @@ average at the start and warns when the machine was busy.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 from ..runtime import host_memory
 from ..runtime.auto_backend import AUTO
 from ..runtime.ort_providers import ORT_PROVIDER_CHOICES
+from .delivery import DEFAULT_PAIRS, DEFAULT_RATES_HZ, TARGET_SHARE, bench_delivery, markdown_table
 from .frames import StereoFrame, kitti_frame, synthetic_frame
 from .micro import MESSAGE_COUNTS, MESSAGE_GRID_PRESET, LiftResult, MessageResult, bench_lift, bench_messages
 from .paired import PairedResult, bench_paired
@@ -29,6 +31,7 @@ from .report import (DEFAULT_PRESET, FAIL, LIFT_TARGET_PRESETS, ORT_PAIR, evalua
                      write_png)
 
 JSON_NAME, MARKDOWN_NAME, PNG_NAME = "bench.json", "bench.md", "bench.png"
+DELIVERY_JSON, DELIVERY_MARKDOWN = "delivery.json", "delivery.md"
 DEFAULT_DOMAIN_ID = 73  # a private DDS domain for the publish stage
 BUSY_LOAD_PER_CORE = 0.5  # a 1-minute load average above this per core: timings contaminated
 
@@ -75,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-publish", action="store_true", help="skip the rclpy publish stage")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target FAILs")
+    p.add_argument("--delivery", action="store_true",
+                   help="only the node delivery run: a KITTI-size bag played into the default occdepth_node "
+                        "(its own process) at --delivery-rates; pairs sent / processed / busy / lost")
+    p.add_argument("--delivery-rates", nargs="+", type=float, default=list(DEFAULT_RATES_HZ), help="pair rates, Hz")
+    p.add_argument("--delivery-pairs", type=int, default=DEFAULT_PAIRS, help="pairs played at each rate")
     return p
 
 
@@ -111,8 +119,25 @@ def _say(msg: str) -> None:
     print(f"[occdepth-bench] {msg}", file=sys.stderr, flush=True)
 
 
+def run_delivery(args: argparse.Namespace, out: Path) -> int:
+    """``--delivery``: the table for docs/BENCHMARKS.md's "Node delivery"; exit 1 with
+    ``--strict`` when a rate stays under the target share."""
+    load = os.getloadavg()
+    rows = bench_delivery(out, tuple(args.delivery_rates), args.delivery_pairs, args.domain_id)
+    text = (f"{_cpu_model()}, {os.cpu_count()} CPUs, load average {load[0]:.2f} at the start\n\n"
+            + markdown_table(rows))
+    print(text)
+    (out / DELIVERY_MARKDOWN).write_text(text)
+    (out / DELIVERY_JSON).write_text(json.dumps([{**asdict(r), "accounted_share": r.accounted_share}
+                                                 for r in rows], indent=2))
+    _say(f"wrote {out / DELIVERY_JSON}, {out / DELIVERY_MARKDOWN}")
+    return 1 if args.strict and any(r.accounted_share < TARGET_SHARE for r in rows) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.delivery:
+        return run_delivery(args, Path(args.out))
     host_memory.keep_freed_memory()  # as the node does by default (its host_memory_tuning parameter)
     if args.threads > 0:
         torch.set_num_threads(args.threads)

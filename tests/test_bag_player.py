@@ -211,6 +211,11 @@ def test_auto_qos_follows_the_recorded_offers(odd_bag, bag):
     player, node, _ = fake_player(bag, qos="sensor_data")
     with player:
         assert all(p.qos.reliability == ReliabilityPolicy.BEST_EFFORT for p in node.publishers.values())
+    for qos in ("auto", "reliable"):  # reliable volatile topics keep enough for a lagging reader
+        player, node, _ = fake_player(bag, qos=qos)
+        with player:
+            assert {(p.qos.reliability, p.qos.depth) for p in node.publishers.values()} == \
+                {(ReliabilityPolicy.RELIABLE, bag_player.RELIABLE_MIN_DEPTH)}
 
 
 def test_errors(bag, odd_bag, tmp_path):

@@ -32,6 +32,8 @@ SETTLE_TIMEOUT_S = 300.0
 TARGET_SHARE = 0.95
 NODE_STATUS = "occdepth_node: pipeline"
 DROP_PREFIX = "dropped_"
+IMAGE_TOPICS = ("/left/image_rect", "/right/image_rect")
+MATCH_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -169,6 +171,17 @@ def stop_node(proc: subprocess.Popen) -> int:
     return proc.wait()
 
 
+def _wait_matched(publishers: list[Any], node_proc: subprocess.Popen) -> None:
+    """Every image publisher matched by the node: a pair sent before that is never delivered
+    (volatile), and would show up as an unmatched partner, which is not what is measured."""
+    end = time.monotonic() + MATCH_TIMEOUT_S
+    while not all(p.get_subscription_count() > 0 for p in publishers):
+        if time.monotonic() > end or node_proc.poll() is not None:
+            raise RuntimeError("occdepth_node did not match the player's image publishers")
+        time.sleep(0.1)
+    time.sleep(0.5)  # both sides' matching is not simultaneous: let the node's side finish too
+
+
 def _row(rate: float, sent: int, before: dict[str, int], after: dict[str, int], wall_s: float) -> DeliveryRow:
     d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     processed, busy = d.pop("frames_processed", 0), d.pop(f"{DROP_PREFIX}busy", 0)
@@ -190,15 +203,15 @@ def bench_delivery(out: Path, rates_hz: tuple[float, ...] = DEFAULT_RATES_HZ, pa
     rows = []
     try:
         _say("starting occdepth_node with no parameters")
-        watch.wait_ready(["/left/image_rect", "/right/image_rect"], NODE_START_TIMEOUT_S, proc)
+        watch.wait_ready(list(IMAGE_TOPICS), NODE_START_TIMEOUT_S, proc)
         for rate in rates_hz:
             before = watch.counters()
             with BagPlayer(bag, watch.node, rate=rate * BAG_PERIOD_NS / 1e9) as player:
-                time.sleep(1.0)  # the node discovers the publishers before the first pair
+                _wait_matched([player.publishers[t] for t in IMAGE_TOPICS], proc)
                 _say(f"{rate:g} Hz: playing {pairs} pairs")
                 stats = player.play()
             after = watch.wait_settled(pairs, before)
-            rows.append(_row(rate, stats.per_topic["/left/image_rect"], before, after, stats.wall_s))
+            rows.append(_row(rate, stats.per_topic[IMAGE_TOPICS[0]], before, after, stats.wall_s))
             _say(f"{rate:g} Hz: {asdict(rows[-1])}")
     finally:
         watch.close()

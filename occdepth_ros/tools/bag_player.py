@@ -15,6 +15,7 @@ the first frames of each new pass are rejected as "backwards".
 QoS (``--qos``): ``auto`` (default) re-offers what the bag recorded, like ``ros2 bag
 play``: reliable unless an offer was best effort, transient_local only if every offer
 was (latched topics such as /tf_static); bags without offers get reliable/volatile.
+Reliable volatile topics keep at least ``RELIABLE_MIN_DEPTH`` messages for lagging readers.
 ``reliable`` matches every subscriber; ``sensor_data`` (best effort) only best-effort ones.
 
     occdepth-play /tmp/seq08_bag --rate 0.5 --loop --topics /left/image_rect /right/image_rect
@@ -38,6 +39,11 @@ from ..node.stereo_sync import NS_PER_S, seconds_to_ns
 
 QOS_CHOICES = ("auto", "sensor_data", "reliable")
 DEFAULT_DEPTH = 10
+# Reliable volatile topics keep at least this many messages for readers that have not
+# acknowledged yet: a shorter writer history drops what a reader is still recovering (a lost
+# fragment of a large image waits for the writer's next heartbeat), and the reader reports it
+# lost. Memory is only used while a reader lags.
+RELIABLE_MIN_DEPTH = 30
 DEFAULT_DELAY_S = 0.5
 ACK_TIMEOUT_S = 10.0  # close(): how long to wait for reliable readers to acknowledge the last messages
 
@@ -120,11 +126,13 @@ def qos_profile(mode: str, offers: Sequence[Any] = ()) -> Any:
     if mode == "sensor_data":
         return qos_profile_sensor_data
     if mode == "reliable":
-        return QoSProfile(depth=DEFAULT_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
+        return QoSProfile(depth=RELIABLE_MIN_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.VOLATILE)
     if mode != "auto":
         raise PlayerError(f"qos must be one of {QOS_CHOICES}, got {mode!r}")
     reliable, latched, depth = _offer_summary(offers)
+    if reliable and not latched:
+        depth = max(depth, RELIABLE_MIN_DEPTH)
     return QoSProfile(
         depth=depth,
         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,

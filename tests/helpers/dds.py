@@ -24,6 +24,7 @@ SLOT = {
     "colcon_launch": 10,
     "node_input_watch_camera_info": 11,
     "kitti2mcap_bag": 12,
+    "node_delivery": 13,
 }
 
 

@@ -18,7 +18,7 @@ from typing import Iterable
 
 INPUT_QOS_CHOICES = ("AUTO", "DEFAULT", "SENSOR_DATA", "SYSTEM_DEFAULT")
 DEFAULT_INPUT_QOS = "AUTO"
-IMAGE_DEPTH = 10  # reliable history per image topic (DDS side; the pairing has its own queues)
+IMAGE_DEPTH = 30  # reliable history per image topic: 3 s at 10 Hz, for a starved executor (memory only while it lags)
 
 
 def auto_best_effort(publishers_reliable: Iterable[bool]) -> bool:

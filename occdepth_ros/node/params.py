@@ -39,7 +39,7 @@ class NodeParams:
     input_qos: str = DEFAULT_INPUT_QOS  # AUTO: reliable, best effort per topic for best-effort publishers
     approximate_sync: bool = True  # cameras stamped from separate clocks (e.g. 0.3 ms apart) still pair
     sync_tolerance_s: float = 0.005  # max stamp spread of a set when approximate_sync; < half the frame period
-    queue_size: int = 15  # per image stream: a stream may stall while a lost fragment is re-sent
+    queue_size: int = 30  # per image stream: 3 s at 10 Hz, so one stream may stall while the other goes on
     stamp_reset_jump_s: float = 1.0  # a stamp this far back clears the pairing (bag loop); 0 = never
     # calibration: camera_info (+ grid_to_camera), or a calibration file instead
     calib_file: str = KITTI_CALIB  # KITTI calib.txt or stereo YAML; empty = use camera_info

@@ -45,33 +45,34 @@ def kitti2mcap_bag(tmp_path_factory):
     return write_kitti2mcap_bag(root / "2011_09_26_drive_0001_sync.mcap", pairs, START_NS)
 
 
+@pytest.fixture(scope="class")
+def node():
+    """occdepth_node as ``ros2 run ... --ros-args --params-file generic_stereo.yaml -r ...``."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from occdepth_ros.node.ros_node import OccDepthNode
+
+    args = ["occdepth_node", "--ros-args", "--params-file", str(share_dir() / "config" / "generic_stereo.yaml")]
+    for src, dst in REMAPS.items():
+        args += ["-r", f"{src}:={dst}"]
+    context = rclpy.Context()
+    rclpy.init(args=args, context=context, domain_id=DOMAIN_ID)
+    node = OccDepthNode(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    try:
+        yield node
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        thread.join(timeout=5.0)
+
+
 class TestKitti2McapWithRemapsOnly:
-    @pytest.fixture(scope="class")
-    def node(self):
-        """occdepth_node as ``ros2 run ... --ros-args --params-file generic_stereo.yaml -r ...``."""
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-
-        from occdepth_ros.node.ros_node import OccDepthNode
-
-        args = ["occdepth_node", "--ros-args", "--params-file", str(share_dir() / "config" / "generic_stereo.yaml")]
-        for src, dst in REMAPS.items():
-            args += ["-r", f"{src}:={dst}"]
-        context = rclpy.Context()
-        rclpy.init(args=args, context=context, domain_id=DOMAIN_ID)
-        node = OccDepthNode(context=context)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        thread = threading.Thread(target=executor.spin, daemon=True)
-        thread.start()
-        try:
-            yield node
-        finally:
-            executor.shutdown()
-            node.destroy_node()
-            rclpy.try_shutdown(context=context)
-            thread.join(timeout=5.0)
-
     def test_every_pair_gives_a_cloud_and_nothing_is_dropped(self, node, kitti2mcap_bag) -> None:
         assert node.params.input_qos == "AUTO" and node.params.approximate_sync  # the shipped defaults
         with BagWatch(OUTPUTS, DOMAIN_ID) as watch:

@@ -10,7 +10,7 @@ import time
 import pytest
 from rcl_interfaces.msg import Log
 from rclpy.qos import ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, PointCloud2
 
 from helpers.dds import domain_id
 from node_harness import TIMEOUT_S, Harness, image_msg, small_sequence
@@ -115,8 +115,9 @@ class TestImageStreams:
         line = exact.wait_log("found no partner")
         assert "0.300 ms apart" in line.msg and "tolerance 0 ms" in line.msg
         status = exact.wait_status(lambda s: "unmatched drop(s)" in s.message)
-        assert status.level == bytes([Level.WARN]) and int(_values(status)["dropped_unmatched"]) >= 2
-        assert {"queue_left_image", "queue_right_image"} <= set(_values(status))
+        assert status.level == bytes([Level.WARN]), status
+        counted = exact.wait_status(lambda s: int(_values(s)["dropped_unmatched"]) >= before + 2)
+        assert {"queue_left_image", "queue_right_image"} <= set(_values(counted))
 
 
     def test_auto_qos_receives_from_a_best_effort_publisher(self, exact: Watched, sequence) -> None:
@@ -142,6 +143,19 @@ class TestImageStreams:
         pub_r.publish(image_msg(right, t, "r"))
         exact.wait_for("cloud", clouds + 1)
         assert node.stats.events["qos_incompatible"] == 0  # resolved by AUTO, not a problem
+
+    def test_an_incompatible_output_subscriber_is_logged_and_counted(self, exact: Watched) -> None:
+        """A subscriber asking ~/voxels for transient local (the node offers volatile) gets
+        nothing: the node says so and counts it."""
+        from rclpy.qos import DurabilityPolicy, QoSProfile
+
+        before = exact.node.stats.events["qos_incompatible"]
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        exact.io.create_subscription(PointCloud2, "/occdepth_node/voxels", lambda _: None, latched)
+        line = exact.wait_log("incompatible QoS (DURABILITY) between an output and a peer")
+        assert line.level == WARN and exact.node.stats.events["qos_incompatible"] >= before + 1
+        status = exact.wait_status(lambda s: "qos_incompatible event(s)" in s.message)
+        assert status.level in (bytes([Level.WARN]), bytes([Level.ERROR]))  # ERROR: over the time budget
 
 
 @pytest.fixture(scope="class")

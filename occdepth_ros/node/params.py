@@ -14,7 +14,7 @@ import numpy as np
 
 from ..geometry.calib import GRID_TO_OPTICAL, SHIPPED_KITTI_CALIB, CalibrationError, as_rigid
 from ..model.config import preset_names
-from ..runtime.factory import BACKEND_CHOICES, PRECISIONS
+from ..runtime.factory import BACKEND_CHOICES, DEFAULT_PRECISION, PRECISIONS
 from ..runtime.ort_providers import ORT_PROVIDER_CHOICES
 from .stereo_sync import IMAGE_STREAMS, STEREO_STREAMS, seconds_to_ns
 from .voxel_outputs import DEFAULT_FREE_CLASSES
@@ -48,7 +48,7 @@ class NodeParams:
     checkpoint: str = ""  # empty = the shipped default model
     preset: str = ""  # empty = taken from the checkpoint
     backend: str = "auto"  # auto | torch | onnxruntime | tensorrt (auto: fastest present; ONNX/engine cached)
-    precision: str = "fp32"  # tensorrt engines: fp32 | fp16
+    precision: str = DEFAULT_PRECISION  # auto | fp32 | fp16 (tensorrt) | int8 (onnxruntime; docs/INT8.md)
     ort_provider: str = ""  # onnxruntime: openvino | cpu | cuda | tensorrt; empty = the best installed for device
     device: str = "cpu"
     threads: int = 0  # CPU threads (torch, ONNX Runtime); 0 = the library's default

@@ -53,6 +53,8 @@ class NodeParams:
     device: str = "cpu"
     threads: int = 0  # CPU threads (torch, ONNX Runtime); 0 = the library's default
     host_memory_tuning: bool = True  # keep freed host memory for reuse (runtime.host_memory): torch on a CPU
+    pipelined: bool = True  # decode / network / message building on their own threads (pipeline_stages)
+    host_threads: int = 1  # torch threads of the host stages when pipelined and the network is not torch
     # outputs
     frame_id: str = "velodyne"  # frame of the voxel grid (KITTI's grid is in the velodyne frame)
     publish_confidence: bool = False
@@ -133,6 +135,7 @@ class NodeParams:
         _require(self.device == "cpu" or self.device.startswith("cuda"), "device",
                  f"must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         _require(self.threads >= 0, "threads", f"must be >= 0 (0 = default), got {self.threads}")
+        _require(self.host_threads >= 0, "host_threads", f"must be >= 0 (0 = torch's default), got {self.host_threads}")
         if self.checkpoint:
             _require(Path(self.checkpoint).is_file(), "checkpoint", f"no such file: {self.checkpoint}")
         if self.preset:

@@ -26,6 +26,7 @@ import time
 from dataclasses import fields
 
 import rclpy
+import torch
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -53,6 +54,7 @@ from occdepth_export.backends import create_backend
 from .latest_slot import LatestSlot
 from .messages import diagnostic_array, label_grid, make_header, marker_array, occupancy_grid, point_cloud2
 from .params import NodeParams
+from .pipeline_stages import FramePipeline, host_threads_for
 from .processor import FrameOutputs, FrameProcessor
 from .stats import RuntimeStats
 from .stereo_sync import StereoSync, stamp_to_ns
@@ -113,8 +115,17 @@ class OccDepthNode(Node):
         self.stats = RuntimeStats(params.processing_budget_ms, params.stats_window)
         self._last_marker_time = 0.0
         self._create_io()
-        self._worker = threading.Thread(target=self._work, name="occdepth_inference", daemon=True)
-        self._worker.start()
+        self._pipeline: FramePipeline | None = None
+        self._worker: threading.Thread | None = None
+        if params.pipelined:
+            host_threads = host_threads_for(backend.name, params.host_threads)
+            if host_threads:
+                torch.set_num_threads(host_threads)
+            self._pipeline = FramePipeline(self.processor, self.slot, self._publish, self._reject_error,
+                                           self.stats.count_drop, self._wanted_outputs).start()
+        else:
+            self._worker = threading.Thread(target=self._work, name="occdepth_inference", daemon=True)
+            self._worker.start()
         self.get_logger().info(
             f"model {cfg.name} ({checkpoint or 'preset ' + params.preset}) on {backend.describe()}, "
             f"grid {cfg.grid.dims} @ {cfg.grid.voxel_size} m in frame '{params.frame_id}', "
@@ -170,16 +181,19 @@ class OccDepthNode(Node):
                 continue
             try:
                 result = self.processor.process(msgs, self._wanted_outputs())
-            except InputError as exc:
-                self._reject("bad_input", f"bad input, frame skipped: {exc}")
-                continue
-            except CalibrationError as exc:
-                self._reject("calibration", f"calibration problem, frame skipped: {exc}")
-                continue
             except Exception as exc:  # noqa: BLE001 - keep the node alive, say why
-                self._reject("bad_input", f"frame failed ({type(exc).__name__}: {exc})")
+                self._reject_error(exc)
                 continue
             self._publish(result)
+
+    def _reject_error(self, exc: BaseException) -> None:
+        """A frame that failed in a stage: counted by reason and named in a log line."""
+        if isinstance(exc, InputError):
+            self._reject("bad_input", f"bad input, frame skipped: {exc}")
+        elif isinstance(exc, CalibrationError):
+            self._reject("calibration", f"calibration problem, frame skipped: {exc}")
+        else:
+            self._reject("bad_input", f"frame failed ({type(exc).__name__}: {exc})")
 
     def _markers_due(self) -> bool:
         p = self.params
@@ -229,7 +243,10 @@ class OccDepthNode(Node):
 
     def destroy_node(self) -> None:
         self.slot.close()
-        self._worker.join(timeout=5.0)
+        if self._pipeline is not None:
+            self._pipeline.close()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
         super().destroy_node()
 
 

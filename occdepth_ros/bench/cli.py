@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-publish", action="store_true", help="skip the rclpy publish stage")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target FAILs")
+    p.add_argument("--network-rounds", type=int, metavar="N",
+                   help="only the network: eager torch, ONNX Runtime fp32 and int8 in N rotating rounds "
+                        "(rounds.md / rounds.json in --out)")
     return p
 
 
@@ -128,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     meta = machine_meta(args, frame)
     if meta["warning"]:
         _say(meta["warning"])
+    if args.network_rounds:
+        from .rounds import bench_rounds, write_rounds
+
+        result = bench_rounds(frame, args.network_rounds, 2 if args.warmup is None else args.warmup,
+                              threads=args.threads or None, ort_provider=args.ort_provider, progress=progress)
+        print(write_rounds(out, meta, result))
+        return 0
 
     ros_reason = ros_unavailable_reason()
     publisher = None

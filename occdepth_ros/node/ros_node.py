@@ -1,8 +1,10 @@
 """occdepth_node: synchronised stereo images (+ camera_info) in, semantic voxels out.
 
-A thin rclpy layer: callbacks only pair messages and hand the newest set to a worker
-thread (the latest pair wins while inference runs; replaced sets count as drops); the
-worker runs :class:`FrameProcessor` and publishes. All logic lives in plain modules.
+A thin rclpy layer: callbacks only pair messages and hand the newest set on (the latest
+pair wins while inference runs; replaced sets count as drops). With ``pipelined`` (the
+default) :class:`FramePipeline` runs :class:`FrameProcessor`'s stages on three threads,
+so decoding and message building overlap the network; without it one worker runs them
+in turn. All logic lives in plain modules.
 
 Outputs, stamped with the left image's stamp, in the ``frame_id`` frame (the grid's frame;
 for KITTI the velodyne frame, x forward, y left, z up; ``grid_to_camera`` / the calibration's

@@ -51,12 +51,19 @@ def _synth(root: Path, sequence: str, frames: int, seed: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def graphs(tmp_path_factory) -> tuple[Path, Path]:
-    """(float32 graph, INT8 graph) of the shipped model, calibrated on training world 00."""
+def calibrated(tmp_path_factory) -> tuple[Path, Path, Calibration]:
+    """(float32 graph, INT8 graph, its calibration) of the shipped model, calibrated on
+    training world 00."""
     cache = tmp_path_factory.mktemp("int8cache")
     float_path = cached_onnx(load_model(default_model_path()), "shipped", cache)
-    calib_root = _synth(tmp_path_factory.mktemp("calib"), "00", CALIBRATION_FRAMES, 1)
-    return float_path, cached_int8(float_path, cache, Calibration(calib_root, "00", CALIBRATION_FRAMES))
+    calibration = Calibration(_synth(tmp_path_factory.mktemp("calib"), "00", CALIBRATION_FRAMES, 1), "00",
+                              CALIBRATION_FRAMES)
+    return float_path, cached_int8(float_path, cache, calibration), calibration
+
+
+@pytest.fixture(scope="module")
+def graphs(calibrated) -> tuple[Path, Path]:
+    return calibrated[:2]
 
 
 def _scopes(node: onnx.NodeProto) -> str:
@@ -137,15 +144,18 @@ def test_int8_agrees_with_float32_on_a_generated_frame(graphs, tmp_path, provide
     assert not np.allclose(logits["fp32"], logits["int8"], atol=1e-4)
 
 
-def test_cache_is_reused_and_keyed_by_the_float_graph(graphs, tmp_path) -> None:
-    float_path, int8_path = graphs
+def test_cache_is_reused_and_keyed_by_graph_and_calibration(calibrated, tmp_path) -> None:
+    float_path, int8_path, used = calibrated
     stamp = int8_path.stat().st_mtime_ns
-    assert cached_int8(float_path, int8_path.parent, Calibration(tmp_path, "00", CALIBRATION_FRAMES)) == int8_path
-    assert int8_path.stat().st_mtime_ns == stamp  # not re-quantised (the empty calibration root is not read)
-    assert int8_cache_path(float_path, int8_path.parent, 16) != int8_path  # other calibration, other file
+    assert cached_int8(float_path, int8_path.parent, used) == int8_path
+    assert int8_path.stat().st_mtime_ns == stamp  # not quantised again
+    assert int8_cache_path(float_path, int8_path.parent, used) == int8_path
+    for other_calibration in (Calibration(tmp_path, "00", 16), Calibration(tmp_path / "x", "00", CALIBRATION_FRAMES),
+                              Calibration(tmp_path, "00", CALIBRATION_FRAMES, rendered=True)):
+        assert int8_cache_path(float_path, int8_path.parent, other_calibration) != int8_path
     other = tmp_path / "other.onnx"
     other.write_bytes(float_path.read_bytes() + b"\0")
-    assert int8_cache_path(other, int8_path.parent, CALIBRATION_FRAMES).name != int8_path.name
+    assert int8_cache_path(other, int8_path.parent, used).name != int8_path.name
 
 
 def test_create_backend_runs_an_int8_file_as_given(graphs) -> None:

@@ -53,6 +53,12 @@ class Calibration:
     root: Path
     sequence: str = CALIBRATION_SEQUENCE
     frames: int = CALIBRATION_FRAMES
+    rendered: bool = False  # the seeded training-world frames (make_calibration_frames), else a user's data
+
+    def key(self) -> str:
+        """What the cached INT8 graph depends on: the frames' source, sequence and count."""
+        source = f"synth seed {CALIBRATION_SEED}" if self.rendered else str(Path(self.root).resolve())
+        return f"{source}\n{self.sequence}\n{self.frames}"
 
 
 def float_region(graph: onnx.GraphProto) -> list[str]:
@@ -208,19 +214,26 @@ def nncf_installed() -> bool:
     return importlib.util.find_spec("nncf") is not None
 
 
-def int8_cache_path(float_path: Path, cache: Path, frames: int = CALIBRATION_FRAMES) -> Path:
+def int8_cache_path(float_path: Path, cache: Path, calibration: Calibration | None = None) -> Path:
     """Where the INT8 graph of ``float_path`` is cached: keyed by the float graph's bytes,
-    the calibration (training world, seed, frame count) and the quantiser's version."""
+    the calibration (default: the rendered training-world frames) and the quantiser's
+    version."""
+    calibration = calibration or default_calibration(cache)
     h = hashlib.sha256(Path(float_path).read_bytes())
-    h.update(f"\n{NNCF_VERSION}\n{CALIBRATION_SEQUENCE}\n{frames}\n{CALIBRATION_SEED}".encode())
+    h.update(f"\n{NNCF_VERSION}\n{calibration.key()}".encode())
     stem = Path(float_path).name.removesuffix(".onnx")
     return cache / f"{stem}-{h.hexdigest()[:16]}{INT8_SUFFIX}"
+
+
+def default_calibration(cache: Path, frames: int = CALIBRATION_FRAMES) -> Calibration:
+    """The seeded training-world frames, rendered under ``cache`` when first needed."""
+    return Calibration(cache / "calibration", CALIBRATION_SEQUENCE, frames, rendered=True)
 
 
 def make_calibration_frames(root: Path, calibration_frames: int = CALIBRATION_FRAMES) -> Calibration:
     """Render the calibration frames of the training world (occdepth-synth, seeded: the
     same bytes every time) under ``root`` unless they are there."""
-    calibration = Calibration(root, CALIBRATION_SEQUENCE, calibration_frames)
+    calibration = Calibration(root, CALIBRATION_SEQUENCE, calibration_frames, rendered=True)
     seq_dir = root / "sequences" / CALIBRATION_SEQUENCE / "image_3"
     if len(list(seq_dir.glob("*.png"))) >= calibration_frames:
         return calibration
@@ -239,13 +252,14 @@ def cached_int8(float_path: Path, cache: Path, calibration: Calibration | None =
     """The INT8 graph of ``float_path``, from ``cache`` when quantised before with the
     same float graph and calibration; else calibrated (frames rendered into the cache
     unless given) and written there."""
-    frames = calibration.frames if calibration else CALIBRATION_FRAMES
-    path = int8_cache_path(float_path, cache, frames)
+    calibration = calibration or default_calibration(cache)
+    path = int8_cache_path(float_path, cache, calibration)
     if path.is_file():
         return path
     if not nncf_installed():
         raise QuantizeError(MISSING_NNCF)
-    calibration = calibration or make_calibration_frames(cache / "calibration", frames)
+    if calibration.rendered:
+        calibration = make_calibration_frames(calibration.root, calibration.frames)
     log.warning("quantising %s to INT8 into %s (once per model; about a minute)", float_path, path)
     meta = {p.key: p.value for p in onnx.load(str(float_path), load_external_data=False).metadata_props}
     if contract.META_CONFIG not in meta:
@@ -283,7 +297,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     ckpt, preset, _ = choose_weights(args.checkpoint, None)
     float_path = cached_onnx(load_model(ckpt, preset=preset), str(ckpt or f"preset {preset}"))
     calibration = Calibration(args.calibration_data, CALIBRATION_SEQUENCE, args.frames) if args.calibration_data \
-        else make_calibration_frames(cache_dir("int8", "calibration"), args.frames)
+        else default_calibration(cache_dir("int8"), args.frames)
     try:
         path = cached_int8(float_path, cache_dir("int8"), calibration)
     except QuantizeError as exc:

@@ -43,7 +43,7 @@ setup: $(STAMP)
 # rosbag2, is replayed over DDS into occdepth_node (shipped model), and the node's rate,
 # latency and drops are printed; a picture of the last voxel grid goes to out/demo/demo.png.
 demo: $(STAMP)
-	$(VENV)/bin/occdepth-demo --frames 60 --out out/demo
+	$(VENV)/bin/occdepth-demo --frames 80 --out out/demo
 
 # One stereo pair through the model without ROS: labels, .label file and a picture.
 infer-sample: $(STAMP)

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SAMPLE := out/sample
 SAMPLE_SEQ := $(SAMPLE)/sequences/00
 
-.PHONY: setup demo infer-sample test clean default-model
+.PHONY: setup demo infer-sample test clean default-model int8-model
 
 # Reproduce models/default.safetensors and the model card's comparison (docs/MODEL_CARD.md):
 # synthetic data, the default (Stereo-SFA) and the mean-fusion ablation trained alike,
@@ -43,13 +43,18 @@ setup: $(STAMP)
 # rosbag2, is replayed over DDS into occdepth_node (shipped model), and the node's rate,
 # latency and drops are printed; a picture of the last voxel grid goes to out/demo/demo.png.
 demo: $(STAMP)
-	$(VENV)/bin/occdepth-demo --frames 20 --out out/demo
+	$(VENV)/bin/occdepth-demo --frames 80 --out out/demo
 
 # One stereo pair through the model without ROS: labels, .label file and a picture.
 infer-sample: $(STAMP)
 	$(VENV)/bin/occdepth-synth --out $(SAMPLE) --sequences 00 --frames 1 --seed 7
 	$(VENV)/bin/occdepth-infer --left $(SAMPLE_SEQ)/image_2/000000.png --right $(SAMPLE_SEQ)/image_3/000000.png \
 		--calib $(SAMPLE_SEQ)/calib.txt --out out/infer
+
+# The INT8 graph of the shipped model (docs/INT8.md): exported, calibrated on 16 frames of
+# training world 00 and quantised by NNCF, into the cache the node reads (precision auto/int8).
+int8-model: $(STAMP)
+	$(PY) -m occdepth_export.quantize
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -119,6 +119,7 @@ setup(
             "occdepth-bench = occdepth_ros.cli.bench:main",
             "occdepth-export-onnx = occdepth_ros.cli.export_onnx:main",
             "occdepth-build-engine = occdepth_ros.cli.build_engine:main",
+            "occdepth-quantize = occdepth_ros.cli.quantize:main",
         ],
     },
 )

@@ -109,3 +109,49 @@ def test_without_rounds_the_sequential_ratio_is_used_and_said():
     assert "not timed in alternation (boom)" == t.detail
     t = _ort_target([_pipeline("torch", 300.0)])
     assert t.status == NA and t.detail == "not measured: onnxruntime: not run (--backends)"
+
+
+def test_network_rounds_rotate_so_each_variant_goes_first_equally() -> None:
+    from occdepth_ros.bench.rounds import NETWORK_VARIANTS, rotations
+
+    labels = tuple(NETWORK_VARIANTS)
+    orders = rotations(labels, 6)
+    assert all(sorted(o) == sorted(labels) for o in orders)
+    assert [o[0] for o in orders] == [*labels, *labels]
+    assert NETWORK_VARIANTS["onnxruntime int8"] == ("onnxruntime", "int8")
+
+
+def test_network_rounds_time_each_variant_and_take_per_round_ratios(monkeypatch, tmp_path):
+    """torch, ORT fp32 and ORT int8 rotate; each round's times over torch's; a variant
+    that cannot start is named, the others are timed."""
+    from occdepth_ros.bench import rounds as rounds_mod
+
+    script = {"torch fp32": [300.0, 360.0, 240.0], "onnxruntime fp32": [150.0, 180.0, 160.0],
+              "onnxruntime int8": [100.0, 90.0, 80.0]}
+    calls: list[str] = []
+
+    def create(name, precision="fp32", **_):
+        if precision == "fp16":
+            raise BackendError("fp16 is for tensorrt")
+        return _FakeBackend(f"{name} {precision}", calls)
+
+    monkeypatch.setattr(backends, "create_backend", create)
+    monkeypatch.setattr(rounds_mod.time, "sleep", lambda s: None)
+    seen = {k: 0 for k in script}
+
+    def fake_time_ms(fn):
+        out = fn()
+        ms = script[calls[-1]][seen[calls[-1]]]
+        seen[calls[-1]] += 1
+        return ms, out
+
+    monkeypatch.setattr(rounds_mod, "time_ms", fake_time_ms)
+    variants = {**rounds_mod.NETWORK_VARIANTS, "onnxruntime fp16": ("onnxruntime", "fp16")}
+    result = rounds_mod.bench_rounds(synthetic_frame(tmp_path / "frame"), 3, warmup=0, variants=variants,
+                                     progress=False)
+    assert calls == ["torch fp32", "onnxruntime fp32", "onnxruntime int8", "onnxruntime fp32", "onnxruntime int8",
+                     "torch fp32", "onnxruntime int8", "torch fp32", "onnxruntime fp32"]
+    assert {k: s.samples_ms for k, s in result.stats.items()} == script
+    assert result.ratio("onnxruntime int8") == pytest.approx(statistics.median([1 / 3, 0.25, 1 / 3]))
+    assert "fp16 is for tensorrt" in result.unavailable["onnxruntime fp16"]
+    assert "| onnxruntime fp16 | n/a |" in result.markdown()

@@ -31,7 +31,9 @@ def ort_harness(sequence, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(CACHE_ENV, str(cache))
-        h = Harness({"preset": "", "backend": "onnxruntime", "calib_file": str(sequence.path / "calib.txt")},
+        # float32 named: the default precision (auto) would run the INT8 graph (test_int8.py)
+        h = Harness({"preset": "", "backend": "onnxruntime", "precision": "fp32",
+                     "calib_file": str(sequence.path / "calib.txt")},
                     domain_id=DOMAIN_ID)
     try:
         time.sleep(1.0)

@@ -74,7 +74,7 @@ def test_from_dict_unknown_parameter():
     ({"stamp_reset_jump_s": -1.0}, "stamp_reset_jump_s"),
     ({"backend": "tflite"}, "backend"),
     ({"backend": "tensorrt"}, "device"),  # TensorRT needs a CUDA device
-    ({"precision": "int8"}, "precision"),
+    ({"precision": "bf16"}, "precision"),
     ({"ort_provider": "openvno"}, "ort_provider"),
     ({"checkpoint": "/nonexistent/model.onnx"}, "checkpoint"),  # an exported file needs onnxruntime/tensorrt
     ({"device": "gpu"}, "device"),

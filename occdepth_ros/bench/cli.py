@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(its own process) at --delivery-rates; pairs sent / processed / busy / lost")
     p.add_argument("--delivery-rates", nargs="+", type=float, default=list(DEFAULT_RATES_HZ), help="pair rates, Hz")
     p.add_argument("--delivery-pairs", type=int, default=DEFAULT_PAIRS, help="pairs played at each rate")
+    p.add_argument("--network-rounds", type=int, metavar="N",
+                   help="only the network: eager torch, ONNX Runtime fp32 and int8 in N rotating rounds "
+                        "(rounds.md / rounds.json in --out)")
     return p
 
 
@@ -153,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     meta = machine_meta(args, frame)
     if meta["warning"]:
         _say(meta["warning"])
+    if args.network_rounds:
+        from .rounds import bench_rounds, write_rounds
+
+        result = bench_rounds(frame, args.network_rounds, 2 if args.warmup is None else args.warmup,
+                              threads=args.threads or None, ort_provider=args.ort_provider, progress=progress)
+        print(write_rounds(out, meta, result))
+        return 0
 
     ros_reason = ros_unavailable_reason()
     publisher = None

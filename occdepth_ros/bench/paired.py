@@ -60,7 +60,7 @@ def bench_paired(names: tuple[str, str], preset: str, frame: StereoFrame, warmup
     result = PairedResult(preset=preset, backends=names)
     try:
         backends = {name: create_backend(name, preset=None if preset == "default" else preset, threads=threads,
-                                         ort_provider=ort_provider)
+                                         precision="fp32", ort_provider=ort_provider)
                     for name in names}
     except Exception as exc:  # noqa: BLE001 - BackendError, a missing package, a failed export
         result.status, result.reason = "n/a", f"{type(exc).__name__}: {exc}"

@@ -329,7 +329,7 @@ def bench_backend(name: str, preset: str, frame: StereoFrame, warmup: int, iters
     result = PipelineResult(preset=preset, backend=name)
     try:
         backend = create_backend(name, preset=None if preset == "default" else preset, threads=threads,
-                                 ort_provider=ort_provider)
+                                 precision="fp32", ort_provider=ort_provider)
     except Exception as exc:  # noqa: BLE001 - BackendError, a missing package, a failed export
         result.status, result.reason = "n/a", f"{type(exc).__name__}: {exc}"
         return result

@@ -17,6 +17,8 @@ from ..eval.metrics import SSCResult, format_table
 from ..inference import StereoInference
 from ..model.config import ConfigError
 from ..resources import default_model_path
+from ..runtime import BackendError
+from ..runtime.factory import BACKEND_CHOICES, PRECISIONS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--baseline", choices=["sgbm"], help="score the classical stereo baseline instead")
     source.add_argument("--predictions", help="score existing .label files under DIR/sequences/NN/predictions/")
     p.add_argument("--preset", help="architecture for official .ckpt files")
+    p.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
+                   help="runtime that scores the model (default: eager torch, as the model card's tables)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="int8: the quantised ONNX graph on onnxruntime (docs/INT8.md)")
     p.add_argument("--frame-stride", type=int, default=1)
     p.add_argument("--max-frames", type=int)
     p.add_argument("--threads", type=int)
@@ -68,11 +74,20 @@ def main(argv: list[str] | None = None) -> int:
                 if untrained:
                     print(f"warning: {default_model_path()} not found; scoring UNTRAINED {preset} weights",
                           file=sys.stderr)
-                model = load_model(checkpoint, preset=preset)
-                name = f"{model.cfg.name} ({checkpoint})"
-                predict = model_predictor(StereoInference(model, threads=args.threads))
+                if args.backend == "torch" and args.precision == "fp32":
+                    model = load_model(checkpoint, preset=preset)
+                    name = f"{model.cfg.name} ({checkpoint})"
+                    engine = StereoInference(model, threads=args.threads)
+                else:  # the exporter turns the checkpoint into the file the runtime runs
+                    from occdepth_export.backends import create_backend
+
+                    backend = create_backend(args.backend, checkpoint, preset, threads=args.threads,
+                                             precision=args.precision)
+                    name = f"{backend.cfg.name} ({checkpoint}; {backend.describe()})"
+                    engine = StereoInference(backend, threads=args.threads)
+                predict = model_predictor(engine)
             result, n_frames = evaluate(predict, args.data, sequences, class_set, *stride_and_cap)
-    except (CheckpointError, ConfigError, FileNotFoundError, ValueError) as exc:
+    except (CheckpointError, ConfigError, FileNotFoundError, ValueError, BackendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report(result, class_set, name, args.data, sequences, n_frames, args.json)

@@ -61,6 +61,13 @@ class StereoInference:
         return lookup
 
     @property
+    def lift_tensors(self) -> LiftTensors:
+        """The lookups of the current calibration, as the backends take them."""
+        if self._lift is None:
+            raise CalibrationError("no calibration set")
+        return self._lift
+
+    @property
     def rig_lookup(self) -> LiftLookup:
         if self._lookup is None:
             raise CalibrationError("no calibration set")
@@ -113,9 +120,11 @@ class StereoInference:
         return self.postprocess(self.logits(images), with_confidence)
 
     @torch.inference_mode()
-    def postprocess(self, logits: torch.Tensor, with_confidence: bool = True) -> Prediction:
+    def postprocess(self, logits: torch.Tensor, with_confidence: bool = True,
+                    seen: np.ndarray | None = None) -> Prediction:
         """Labels by argmax; the softmax (a full pass over every class) only when the
-        confidence is wanted."""
+        confidence is wanted. ``seen``: the mask of the logits' calibration when it was
+        taken earlier (a pipelined caller); else the current calibration's."""
         labels, top = _argmax_classes(logits[0])
         confidence = None
         if with_confidence:  # max softmax probability = 1 / sum_k exp(l_k - l_max)
@@ -123,7 +132,8 @@ class StereoInference:
             for class_logits in logits[0]:
                 total += (class_logits - top).exp_()
             confidence = total.reciprocal_().float().contiguous().numpy()
-        return Prediction(labels=labels.contiguous().numpy(), confidence=confidence, seen=self.seen_mask())
+        return Prediction(labels=labels.contiguous().numpy(), confidence=confidence,
+                          seen=self.seen_mask() if seen is None else seen)
 
     def seen_mask(self) -> np.ndarray:
         """Output-grid voxels inside at least one view (3D-feature mask upsampled)."""

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..geometry.calib import GRID_TO_OPTICAL, SHIPPED_KITTI_CALIB, CalibrationError, as_rigid
 from ..model.config import preset_names
-from ..runtime.factory import BACKEND_CHOICES, PRECISIONS
+from ..runtime.factory import BACKEND_CHOICES, DEFAULT_PRECISION, PRECISIONS
 from ..runtime.ort_providers import ORT_PROVIDER_CHOICES
 from .input_qos import DEFAULT_INPUT_QOS, INPUT_QOS_CHOICES
 from .stereo_sync import IMAGE_STREAMS, STEREO_STREAMS, seconds_to_ns
@@ -48,11 +48,13 @@ class NodeParams:
     checkpoint: str = ""  # empty = the shipped default model
     preset: str = ""  # empty = taken from the checkpoint
     backend: str = "auto"  # auto | torch | onnxruntime | tensorrt (auto: fastest present; ONNX/engine cached)
-    precision: str = "fp32"  # tensorrt engines: fp32 | fp16
+    precision: str = DEFAULT_PRECISION  # auto | fp32 | fp16 (tensorrt) | int8 (onnxruntime; docs/INT8.md)
     ort_provider: str = ""  # onnxruntime: openvino | cpu | cuda | tensorrt; empty = the best installed for device
     device: str = "cpu"
     threads: int = 0  # CPU threads (torch, ONNX Runtime); 0 = the library's default
     host_memory_tuning: bool = True  # keep freed host memory for reuse (runtime.host_memory): torch on a CPU
+    pipelined: bool = True  # decode / network / message building on their own threads (pipeline_stages)
+    host_threads: int = 1  # torch threads of the host stages when pipelined and the network is not torch
     # outputs
     frame_id: str = "velodyne"  # frame of the voxel grid (KITTI's grid is in the velodyne frame)
     publish_confidence: bool = False
@@ -133,6 +135,7 @@ class NodeParams:
         _require(self.device == "cpu" or self.device.startswith("cuda"), "device",
                  f"must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         _require(self.threads >= 0, "threads", f"must be >= 0 (0 = default), got {self.threads}")
+        _require(self.host_threads >= 0, "host_threads", f"must be >= 0 (0 = torch's default), got {self.host_threads}")
         if self.checkpoint:
             _require(Path(self.checkpoint).is_file(), "checkpoint", f"no such file: {self.checkpoint}")
         if self.preset:

@@ -11,8 +11,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import torch
+
 from ..classes import ClassSet
 from ..geometry.calib import CalibrationError, StereoCalibration, calibration_from_camera_info, load_calibration_file
+from ..geometry.lookups import LiftTensors
 from ..inference import InputError, Prediction, StereoInference
 from .image_decode import decode_image
 from .params import NodeParams
@@ -24,13 +28,24 @@ OUTPUTS = frozenset({"voxels", "cloud", "bev"})  # derived outputs; the predicti
 
 
 @dataclass
+class PreparedFrame:
+    """One input set after the host's pre-network stage."""
+
+    stamp_ns: int
+    images: torch.Tensor  # (1, V, 3, H, W) network input
+    lift: LiftTensors  # the lookups of this frame's calibration
+    seen: np.ndarray  # output-grid voxels inside a camera view, for this calibration
+    busy_s: float  # compute time spent on this frame so far (the stages add theirs)
+
+
+@dataclass
 class FrameOutputs:
     stamp_ns: int  # the left image's stamp: every output carries it
     prediction: Prediction
     voxels: OccupiedVoxels | None  # None: not asked for (nobody subscribed)
     cloud: VoxelCloud | None
     bev: BevGrid | None
-    processing_s: float
+    processing_s: float  # compute time of the frame's stages (not the time it waited between them)
 
 
 class FrameProcessor:
@@ -57,7 +72,16 @@ class FrameProcessor:
 
     def process(self, msgs: tuple, outputs: frozenset[str] = OUTPUTS) -> FrameOutputs:
         """``msgs``: (left image, right image[, left info, right info]) of one stamp.
-        ``outputs``: which derived outputs to build (the node skips unsubscribed ones)."""
+        ``outputs``: which derived outputs to build (the node skips unsubscribed ones).
+        The three stages one after the other; the pipelined node (pipeline_stages) runs
+        the same stages on separate threads."""
+        frame = self.prepare(msgs)
+        return self.finish(frame, self.infer(frame), outputs)
+
+    def prepare(self, msgs: tuple) -> PreparedFrame:
+        """Host stage before the network: decode, calibration, network input. Everything
+        the later stages need is captured here, so the next frame may be prepared while
+        this one runs (the engine's calibration state may move on)."""
         start = time.perf_counter()
         left_msg, right_msg = msgs[0], msgs[1]
         infos = (msgs[2], msgs[3]) if len(msgs) == 4 else None
@@ -66,7 +90,22 @@ class FrameProcessor:
         if left.shape != right.shape:
             raise InputError(f"left image is {left.shape[1]}x{left.shape[0]}, right is {right.shape[1]}x{right.shape[0]}")
         self.engine.set_calibration(self.calibration(left_msg, right_msg, infos))
-        pred = self.engine.predict([left, right], with_confidence=self.params.publish_confidence)
+        images = self.engine.prepare([left, right])
+        stamp = stamp_to_ns(left_msg.header.stamp.sec, left_msg.header.stamp.nanosec)
+        return PreparedFrame(stamp, images, self.engine.lift_tensors, self.engine.seen_mask(),
+                             time.perf_counter() - start)
+
+    def infer(self, frame: PreparedFrame) -> torch.Tensor:
+        """The network on one prepared frame: its logits."""
+        start = time.perf_counter()
+        logits = self.engine.backend.forward(frame.images, frame.lift)
+        frame.busy_s += time.perf_counter() - start
+        return logits
+
+    def finish(self, frame: PreparedFrame, logits: torch.Tensor, outputs: frozenset[str] = OUTPUTS) -> FrameOutputs:
+        """Host stage after the network: labels (and confidence), derived outputs."""
+        start = time.perf_counter()
+        pred = self.engine.postprocess(logits, self.params.publish_confidence, seen=frame.seen)
         cfg = self.engine.cfg
         voxels = cloud = bev = None
         if outputs & {"voxels", "cloud"}:
@@ -78,5 +117,4 @@ class FrameProcessor:
         if "bev" in outputs:
             bev = bev_occupancy(pred.labels, cfg.grid, self.classes, self.params.occupancy_min_z,
                                 self.params.occupancy_max_z, seen=pred.seen, free_classes=self.params.free_classes)
-        stamp = stamp_to_ns(left_msg.header.stamp.sec, left_msg.header.stamp.nanosec)
-        return FrameOutputs(stamp, pred, voxels, cloud, bev, time.perf_counter() - start)
+        return FrameOutputs(frame.stamp_ns, pred, voxels, cloud, bev, frame.busy_s + time.perf_counter() - start)

@@ -1,8 +1,10 @@
 """occdepth_node: synchronised stereo images (+ camera_info) in, semantic voxels out.
 
-A thin rclpy layer: callbacks only pair messages and hand the newest set to a worker
-thread (the latest pair wins while inference runs; replaced sets count as drops); the
-worker runs :class:`FrameProcessor` and publishes. All logic lives in plain modules.
+A thin rclpy layer: callbacks only pair messages and hand the newest set on (the latest
+pair wins while inference runs; replaced sets count as drops). With ``pipelined`` (the
+default) :class:`FramePipeline` runs :class:`FrameProcessor`'s stages on three threads,
+so decoding and message building overlap the network; without it one worker runs them
+in turn. All logic lives in plain modules.
 
 Outputs, stamped with the left image's stamp, in the ``frame_id`` frame (the grid's frame;
 for KITTI the velodyne frame, x forward, y left, z up; ``grid_to_camera`` / the calibration's
@@ -26,6 +28,7 @@ import time
 from dataclasses import fields
 
 import rclpy
+import torch
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -57,6 +60,7 @@ from .input_qos import IMAGE_DEPTH, auto_best_effort
 from .latest_slot import LatestSlot
 from .messages import diagnostic_array, label_grid, make_header, marker_array, occupancy_grid, point_cloud2
 from .params import NodeParams
+from .pipeline_stages import FramePipeline, host_threads_for
 from .processor import FrameOutputs, FrameProcessor
 from .stats import RuntimeStats
 from .stereo_sync import INFO_STREAMS, NS_PER_S, StereoSync, stamp_to_ns, stream_queue_sizes
@@ -131,8 +135,17 @@ class OccDepthNode(Node):
         self.stats = RuntimeStats(params.processing_budget_ms, params.stats_window)
         self._last_marker_time = 0.0
         self._create_io()
-        self._worker = threading.Thread(target=self._work, name="occdepth_inference", daemon=True)
-        self._worker.start()
+        self._pipeline: FramePipeline | None = None
+        self._worker: threading.Thread | None = None
+        if params.pipelined:
+            host_threads = host_threads_for(backend.name, params.host_threads)
+            if host_threads:
+                torch.set_num_threads(host_threads)
+            self._pipeline = FramePipeline(self.processor, self.slot, self._publish, self._reject_error,
+                                           self.stats.count_drop, self._wanted_outputs).start()
+        else:
+            self._worker = threading.Thread(target=self._work, name="occdepth_inference", daemon=True)
+            self._worker.start()
         self.get_logger().info(
             f"model {cfg.name} ({checkpoint or 'preset ' + params.preset}) on {backend.describe()}, "
             f"grid {cfg.grid.dims} @ {cfg.grid.voxel_size} m in frame '{params.frame_id}', "
@@ -256,16 +269,19 @@ class OccDepthNode(Node):
                 continue
             try:
                 result = self.processor.process(msgs, self._wanted_outputs())
-            except InputError as exc:
-                self._reject("bad_input", f"bad input, frame skipped: {exc}", _first_words(exc))
-                continue
-            except CalibrationError as exc:
-                self._reject("calibration", f"calibration problem, frame skipped: {exc}", _first_words(exc))
-                continue
             except Exception as exc:  # noqa: BLE001 - keep the node alive, say why
-                self._reject("bad_input", f"frame failed ({type(exc).__name__}: {exc})", type(exc).__name__)
+                self._reject_error(exc)
                 continue
             self._publish(result)
+
+    def _reject_error(self, exc: BaseException) -> None:
+        """A frame that failed in a stage: counted by reason and named in a log line."""
+        if isinstance(exc, InputError):
+            self._reject("bad_input", f"bad input, frame skipped: {exc}", _first_words(exc))
+        elif isinstance(exc, CalibrationError):
+            self._reject("calibration", f"calibration problem, frame skipped: {exc}", _first_words(exc))
+        else:
+            self._reject("bad_input", f"frame failed ({type(exc).__name__}: {exc})", type(exc).__name__)
 
     def _markers_due(self) -> bool:
         p = self.params
@@ -321,7 +337,10 @@ class OccDepthNode(Node):
 
     def destroy_node(self) -> None:
         self.slot.close()
-        self._worker.join(timeout=5.0)
+        if self._pipeline is not None:
+            self._pipeline.close()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
         super().destroy_node()
 
 

@@ -19,7 +19,12 @@ from .torch_backend import TorchBackend
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 BACKEND_CHOICES = (AUTO, *BACKENDS)  # what users may name; auto_backend picks for "auto"
-PRECISIONS = ("fp32", "fp16")  # TensorRT engine precision
+# What the network computes in. fp16: TensorRT engines; int8: ONNX Runtime on the
+# quantised graph (docs/INT8.md); auto: int8 where OpenVINO's provider runs the graph and
+# the INT8 graph can be had, else fp32 (resolve_precision).
+AUTO_PRECISION = "auto"
+PRECISIONS = (AUTO_PRECISION, "fp32", "fp16", "int8")
+DEFAULT_PRECISION = AUTO_PRECISION
 
 
 def check_backend_name(name: str) -> None:
@@ -35,6 +40,30 @@ def check_model_file(name: str, path: Path | None) -> None:
         raise BackendError(f"backend 'torch' needs a checkpoint, not {path.suffix} file {path}")
     if path.suffix == ENGINE_SUFFIX and name != "tensorrt":
         raise BackendError(f"{path} is a TensorRT engine; use backend 'tensorrt'")
+
+
+def resolve_precision(precision: str, backend: str, providers: list[str] | None, int8_available: bool) -> str:
+    """The precision ``backend`` runs in for what the user asked: a plain function of
+    the backend, ONNX Runtime's providers (best first) and whether the INT8 graph is
+    cached or can be made (nncf installed). Raises BackendError for a combination that
+    cannot run."""
+    from .ort_providers import OPENVINO
+
+    if precision not in PRECISIONS:
+        raise BackendError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+    if precision == AUTO_PRECISION:
+        if backend == "onnxruntime" and providers and providers[0] == OPENVINO and int8_available:
+            return "int8"
+        return "fp32"
+    if precision == "fp16" and backend != "tensorrt":
+        raise BackendError(f"precision 'fp16' is for backend 'tensorrt', not {backend!r}")
+    if precision == "int8":
+        if backend != "onnxruntime":
+            raise BackendError(f"precision 'int8' runs on backend 'onnxruntime' (the quantised ONNX graph), not {backend!r}")
+        if not int8_available:
+            raise BackendError("precision 'int8' needs the quantised graph: pip install nncf (requirements.txt) "
+                               "or make int8-model")
+    return precision
 
 
 def onnxruntime_providers(ort_provider: str, device: str) -> list[str]:

@@ -16,3 +16,8 @@ META_CONFIG = "occdepth_ros.config"  # the model config YAML
 META_SOURCE = "occdepth_ros.source"  # checkpoint path or preset it was exported from
 META_WEIGHTS_SHA256 = "occdepth_ros.weights_sha256"
 INPUT_NAMES = (INPUT_IMAGES, INPUT_PIXEL_INDEX, INPUT_DEPTH_COORDS, INPUT_PIXEL_SIZE)
+# What the graph computes in: absent or "fp32" for the exported graph, "int8" for the
+# quantised (QDQ) variant that occdepth_export.quantize writes.
+META_PRECISION = "occdepth_ros.precision"
+PRECISION_FP32 = "fp32"
+PRECISION_INT8 = "int8"

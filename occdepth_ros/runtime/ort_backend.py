@@ -13,7 +13,15 @@ import yaml
 from ..geometry.lookups import LiftTensors
 from ..model.config import ConfigError, ModelConfig, config_from_dict
 from .base import BackendError, with_selection
-from .onnx_contract import INPUT_NAMES, META_CONFIG, META_FORMAT, META_FORMAT_VALUE, OUTPUT_SSC_LOGIT
+from .onnx_contract import (
+    INPUT_NAMES,
+    META_CONFIG,
+    META_FORMAT,
+    META_FORMAT_VALUE,
+    META_PRECISION,
+    OUTPUT_SSC_LOGIT,
+    PRECISION_FP32,
+)
 from .ort_providers import by_preference, provider_options
 
 
@@ -74,7 +82,9 @@ class OrtBackend:
                                                 provider_options=[provider_options(p, threads) for p in chosen])
         except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
             raise BackendError(f"{self.path}: ONNX Runtime cannot load it: {exc}") from exc
-        self.cfg = config_from_text(self.path, self.session.get_modelmeta().custom_metadata_map)
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.cfg = config_from_text(self.path, metadata)
+        self.precision = metadata.get(META_PRECISION, PRECISION_FP32)  # int8: the quantised graph
         names = [i.name for i in self.session.get_inputs()]
         if names != list(INPUT_NAMES):
             raise BackendError(f"{self.path}: graph inputs {names}, expected {list(INPUT_NAMES)}")
@@ -98,7 +108,7 @@ class OrtBackend:
         import onnxruntime as ort
 
         return with_selection(self, f"onnxruntime {ort.__version__} ({', '.join(self.providers)}) "
-                                    f"{self.path.name}")
+                                    f"{self.path.name} {self.precision}")
 
 
 def available_providers() -> list[str]:

@@ -48,7 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default="out/demo")
     p.add_argument("--domain-id", type=int, default=DEMO_DOMAIN_ID)
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a node parameter (YAML value), e.g. --set precision=fp32 --set pipelined=false")
     return p
+
+
+def parameter_overrides(pairs: list[str]) -> dict[str, object]:
+    """``NAME=VALUE`` strings -> parameter values (YAML scalars: true, 2, fp32)."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"occdepth-demo: --set wants NAME=VALUE, got {pair!r}")
+        out[name] = yaml.safe_load(value)
+    return out
 
 
 def prepare_bag(args: argparse.Namespace, out: Path) -> tuple[KittiSequence, Path, int]:
@@ -76,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     seq, bag, start_ns = prepare_bag(args, out)
     overrides = {"calib_file": str(seq.path / "calib.txt"), "frame_id": "velodyne", "threads": args.threads}
     overrides.update({k: str(v) for k, v in (("checkpoint", args.checkpoint), ("preset", args.preset)) if v})
+    overrides.update(parameter_overrides(args.set))
     topics = {"cloud": (PointCloud2, "/occdepth_node/voxels"), "labels": (UInt8MultiArray, "/occdepth_node/label_grid")}
     with NodeOnBag(bag, overrides, topics, args.domain_id) as run:
         stats, play_start = run.play(rate=args.rate)
@@ -105,7 +121,9 @@ def report(args, clouds: list[tuple[float, int, int]], node: OccDepthNode, stats
     span = clouds[-1][0] - clouds[0][0] if len(clouds) > 1 else float("nan")
     proc = node.stats.processing_ms()
     paired = node.sync.counters.matched
-    print(f"\nmodel {node.processor.engine.cfg.name}: {frames_in} stereo frames played at "
+    print(f"\nnetwork: {node.processor.engine.backend.describe()}; "
+          f"{'pipelined' if node.params.pipelined else 'sequential'} stages")
+    print(f"model {node.processor.engine.cfg.name}: {frames_in} stereo frames played at "
           f"{10 * args.rate:.1f} Hz, {paired} pairs reached the node, {len(clouds)} voxel clouds published")
     if paired < frames_in:
         print(f"  {frames_in - paired} frames were lost in DDS before the node (best-effort sensor-data QoS, "

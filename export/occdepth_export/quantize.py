@@ -1,0 +1,314 @@
+"""The INT8 variant of an exported graph: post-training quantisation with NNCF into a
+QDQ ONNX file that ONNX Runtime's OpenVINO provider runs with its INT8 kernels.
+
+What is quantised and what stays float32 (docs/INT8.md):
+
+- INT8: every node the lift does not depend on, i.e. the 2D UNet (EfficientNet-B0
+  encoder, decoder) and the depth net;
+- float32: the lift (``occdepth::StereoVoxelSample``) and every node downstream of it,
+  the 3D UNet, CRP and the heads. The lift's inputs (features, depth probabilities) are
+  float32 tensors as well: no quantiser sits on an edge into an ignored node.
+
+Calibration uses frames of a training world only (``occdepth-synth`` sequence 00): the
+held-out worlds that score the model must not tune its ranges. The graph keeps the float
+file's metadata, plus the precision key (``onnx_contract.META_PRECISION``) so the runtime
+can say what it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from occdepth_ros.runtime import onnx_contract as contract
+
+from .spec import OP_DOMAIN, OP_NAME
+
+log = logging.getLogger(__name__)
+
+NNCF_VERSION = "3.4.0"  # requirements.txt pins it; part of the cache key
+CALIBRATION_FRAMES = 16
+CALIBRATION_SEQUENCE = "00"  # a training world (docs/MODEL_CARD.md): never a held-out one
+CALIBRATION_SEED = 1
+INT8_SUFFIX = ".int8.onnx"
+MISSING_NNCF = f"INT8 quantisation needs nncf (pip install nncf=={NNCF_VERSION})"
+
+
+class QuantizeError(RuntimeError):
+    """The graph cannot be quantised (no lift node, nncf missing, no calibration frames)."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Where the calibration frames come from (a KITTI-layout root and one sequence)."""
+
+    root: Path
+    sequence: str = CALIBRATION_SEQUENCE
+    frames: int = CALIBRATION_FRAMES
+    rendered: bool = False  # the seeded training-world frames (make_calibration_frames), else a user's data
+
+    def key(self) -> str:
+        """What the cached INT8 graph depends on: the frames' source, sequence and count."""
+        source = f"synth seed {CALIBRATION_SEED}" if self.rendered else str(Path(self.root).resolve())
+        return f"{source}\n{self.sequence}\n{self.frames}"
+
+
+def float_region(graph: onnx.GraphProto) -> list[str]:
+    """Names of the lift node and of every node that depends on its output (the 3D
+    network and heads): the part that stays float32."""
+    lifts = [n for n in graph.node if n.domain == OP_DOMAIN and n.op_type == OP_NAME]
+    if len(lifts) != 1:
+        raise QuantizeError(f"expected one {OP_DOMAIN}::{OP_NAME} node, the graph has {len(lifts)}")
+    tainted = set(lifts[0].output)
+    names = [lifts[0].name]
+    for node in graph.node:  # ONNX graphs are topologically sorted
+        if node is not lifts[0] and tainted.intersection(node.input):
+            tainted.update(node.output)
+            names.append(node.name)
+    return names
+
+
+def calibration_feeds(model_cfg_yaml: str, calibration: Calibration) -> list[dict[str, np.ndarray]]:
+    """Graph feeds of the calibration frames, made exactly as the runtime makes them
+    (StereoInference's resize, normalisation and lift lookups)."""
+    import yaml
+
+    from occdepth_ros.data.images import read_rgb
+    from occdepth_ros.data.kitti_odometry import KittiSequence
+    from occdepth_ros.geometry.calib import kitti_calibration, read_kitti_calib
+    from occdepth_ros.inference.pipeline import StereoInference
+    from occdepth_ros.model.config import config_from_dict
+
+    cfg = config_from_dict(yaml.safe_load(model_cfg_yaml), "embedded config")
+
+    class _Shapes:  # a backend that only carries the config: feeds need no network
+        def __init__(self) -> None:
+            self.cfg = cfg
+
+    engine = StereoInference(_Shapes())  # type: ignore[arg-type]
+    seq = KittiSequence(calibration.root, calibration.sequence)
+    frames = seq.frame_ids()[: calibration.frames]
+    if not frames:
+        raise QuantizeError(f"no frames in {calibration.root} sequence {calibration.sequence}")
+    feeds = []
+    for frame in frames:
+        left, right = (read_rgb(p) for p in seq.image_paths(frame))
+        engine.set_calibration(kitti_calibration(read_kitti_calib(seq.path / "calib.txt"), left.shape[:2]))
+        lift = engine._lift
+        feeds.append({
+            contract.INPUT_IMAGES: engine.prepare([left, right]).numpy().astype(np.float32),
+            contract.INPUT_PIXEL_INDEX: lift.pixel_index.numpy().astype(np.int32),
+            contract.INPUT_DEPTH_COORDS: lift.depth_coords.numpy().astype(np.float32),
+            contract.INPUT_PIXEL_SIZE: lift.pixel_size.numpy().astype(np.float32),
+        })
+    return feeds
+
+
+def _front(model: onnx.ModelProto, float_nodes: set[str]) -> onnx.ModelProto:
+    """The part of the graph that is quantised, as a model of its own: the nodes outside
+    the float region, with every tensor the float region (or the graph output) reads from
+    them as an output. NNCF then never sees the lift's custom node."""
+    graph = model.graph
+    front = [n for n in graph.node if n.name not in float_nodes]
+    back = [n for n in graph.node if n.name in float_nodes]
+    produced = {o for n in front for o in n.output}
+    wanted = {i for n in back for i in n.input} | {o.name for o in graph.output}
+    outputs = [o for n in front for o in n.output if o in wanted]
+    used = {i for n in front for i in n.input}
+    types = {v.name: v for v in [*graph.value_info, *graph.output]}
+    missing = [o for o in outputs if o not in types]
+    if missing:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
+        types.update({v.name: v for v in inferred.value_info})
+        missing = [o for o in outputs if o not in types]
+        if missing:
+            raise QuantizeError(f"no type known for {missing}; cannot cut the graph at the lift")
+    sub = onnx.helper.make_graph(
+        front, f"{graph.name}_front",
+        inputs=[i for i in graph.input if i.name in used],
+        outputs=[types[o] for o in outputs],
+        initializer=[t for t in graph.initializer if t.name in used],
+        value_info=[v for v in graph.value_info if v.name in produced and v.name not in outputs],
+    )
+    opsets = [o for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    out = onnx.helper.make_model(sub, opset_imports=opsets, ir_version=model.ir_version)
+    return out
+
+
+def _stitch(model: onnx.ModelProto, front: onnx.ModelProto, float_nodes: set[str]) -> onnx.ModelProto:
+    """``model`` with its front part replaced by the quantised ``front``: the float
+    region's nodes, initializers, value types and functions as they were."""
+    graph = model.graph
+    back = [n for n in graph.node if n.name in float_nodes]
+    back_inputs = {i for n in back for i in n.input}
+    have = {t.name for t in front.graph.initializer}
+    initializers = [*front.graph.initializer,
+                    *(t for t in graph.initializer if t.name in back_inputs and t.name not in have)]
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.node[:]
+    out.graph.node.extend([*front.graph.node, *back])
+    del out.graph.initializer[:]
+    out.graph.initializer.extend(initializers)
+    known = {v.name for v in front.graph.value_info}
+    kept = [v for v in graph.value_info if v.name not in known]
+    del out.graph.value_info[:]
+    out.graph.value_info.extend([*front.graph.value_info, *kept])
+    opsets = {o.domain or "": o.version for o in model.opset_import}
+    for o in front.opset_import:  # QDQ may need a newer default opset
+        if (o.domain or "") == "" and o.version > opsets.get("", 0):
+            for mine in out.opset_import:
+                if (mine.domain or "") == "":
+                    mine.version = o.version
+    return out
+
+
+def quantize_onnx(float_path: Path, out_path: Path, feeds: Sequence[dict[str, np.ndarray]]) -> Path:
+    """NNCF post-training quantisation of ``float_path`` (everything but the float
+    region) on ``feeds``; writes ``out_path`` with the float file's metadata and
+    the precision key."""
+    try:
+        import nncf
+    except ImportError as exc:
+        raise QuantizeError(MISSING_NNCF) from exc
+    model = onnx.load(str(float_path))
+    meta = {p.key: p.value for p in model.metadata_props}
+    if meta.get(contract.META_FORMAT) != contract.META_FORMAT_VALUE:
+        raise QuantizeError(f"{float_path}: not exported by occdepth-export-onnx")
+    if meta.get(contract.META_PRECISION, contract.PRECISION_FP32) != contract.PRECISION_FP32:
+        raise QuantizeError(f"{float_path}: already quantised ({meta[contract.META_PRECISION]})")
+    if not feeds:
+        raise QuantizeError("no calibration frames")
+    float_nodes = set(float_region(model.graph))
+    front = _front(model, float_nodes)
+    front_inputs = {i.name for i in front.graph.input}
+    dataset = nncf.Dataset([{k: v for k, v in feed.items() if k in front_inputs} for feed in feeds])
+    quantized_front = nncf.quantize(front, dataset, subset_size=len(feeds), target_device=nncf.TargetDevice.CPU)
+    quantized = _stitch(model, quantized_front, float_nodes)
+    meta[contract.META_PRECISION] = contract.PRECISION_INT8
+    del quantized.metadata_props[:]
+    onnx.helper.set_model_props(quantized, meta)
+    quantized.producer_name = "occdepth_ros"
+    try:
+        onnx.checker.check_model(quantized)
+    except onnx.checker.ValidationError as exc:
+        raise QuantizeError(f"the quantised graph fails onnx.checker: {exc}") from exc
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_suffix(out_path.suffix + ".tmp")
+    onnx.save_model(quantized, str(tmp))
+    tmp.replace(out_path)
+    return out_path
+
+
+def nncf_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("nncf") is not None
+
+
+def int8_cache_path(float_path: Path, cache: Path, calibration: Calibration | None = None) -> Path:
+    """Where the INT8 graph of ``float_path`` is cached: keyed by the float graph's bytes,
+    the calibration (default: the rendered training-world frames) and the quantiser's
+    version."""
+    calibration = calibration or default_calibration(cache)
+    h = hashlib.sha256(Path(float_path).read_bytes())
+    h.update(f"\n{NNCF_VERSION}\n{calibration.key()}".encode())
+    stem = Path(float_path).name.removesuffix(".onnx")
+    return cache / f"{stem}-{h.hexdigest()[:16]}{INT8_SUFFIX}"
+
+
+def default_calibration(cache: Path, frames: int = CALIBRATION_FRAMES) -> Calibration:
+    """The seeded training-world frames, rendered under ``cache`` when first needed."""
+    return Calibration(cache / "calibration", CALIBRATION_SEQUENCE, frames, rendered=True)
+
+
+def make_calibration_frames(root: Path, calibration_frames: int = CALIBRATION_FRAMES) -> Calibration:
+    """Render the calibration frames of the training world (occdepth-synth, seeded: the
+    same bytes every time) under ``root`` unless they are there."""
+    calibration = Calibration(root, CALIBRATION_SEQUENCE, calibration_frames, rendered=True)
+    seq_dir = root / "sequences" / CALIBRATION_SEQUENCE / "image_3"
+    if len(list(seq_dir.glob("*.png"))) >= calibration_frames:
+        return calibration
+    from occdepth_ros.data.synth.cli import main as synth_main
+
+    log.warning("rendering %d calibration frames of training world %s into %s (once; about a second each)",
+                calibration_frames, CALIBRATION_SEQUENCE, root)
+    rc = synth_main(["--out", str(root), "--sequences", CALIBRATION_SEQUENCE, "--frames", str(calibration_frames),
+                     "--seed", str(CALIBRATION_SEED), "--voxel-every", "0", "--workers", "1"])
+    if rc:
+        raise QuantizeError(f"occdepth-synth failed rendering the calibration frames (exit {rc})")
+    return calibration
+
+
+def cached_int8(float_path: Path, cache: Path, calibration: Calibration | None = None) -> Path:
+    """The INT8 graph of ``float_path``, from ``cache`` when quantised before with the
+    same float graph and calibration; else calibrated (frames rendered into the cache
+    unless given) and written there."""
+    calibration = calibration or default_calibration(cache)
+    path = int8_cache_path(float_path, cache, calibration)
+    if path.is_file():
+        return path
+    if not nncf_installed():
+        raise QuantizeError(MISSING_NNCF)
+    if calibration.rendered:
+        calibration = make_calibration_frames(calibration.root, calibration.frames)
+    log.warning("quantising %s to INT8 into %s (once per model; about a minute)", float_path, path)
+    meta = {p.key: p.value for p in onnx.load(str(float_path), load_external_data=False).metadata_props}
+    if contract.META_CONFIG not in meta:
+        raise QuantizeError(f"{float_path}: not exported by occdepth-export-onnx")
+    feeds = calibration_feeds(meta[contract.META_CONFIG], calibration)
+    return quantize_onnx(Path(float_path), path, feeds)
+
+
+def graph_precision(model: onnx.ModelProto) -> str:
+    return {p.key: p.value for p in model.metadata_props}.get(contract.META_PRECISION, contract.PRECISION_FP32)
+
+
+def quantized_nodes(graph: onnx.GraphProto) -> set[str]:
+    """Names of the nodes that take a dequantised (QDQ) input."""
+    dq_out = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return {n.name for n in graph.node if n.op_type != "QuantizeLinear" and dq_out.intersection(n.input)}
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    """occdepth-quantize: the INT8 graph of a checkpoint (default: the shipped model)."""
+    ap = argparse.ArgumentParser(prog="occdepth-quantize", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", help="weights; default: the shipped model")
+    ap.add_argument("--calibration-data", type=Path,
+                    help="KITTI-layout root with training sequence 00; default: rendered into the cache")
+    ap.add_argument("--frames", type=int, default=CALIBRATION_FRAMES, help="calibration frames")
+    ap.add_argument("--out", type=Path, help="also copy the INT8 graph here")
+    args = ap.parse_args(list(argv) if argv is not None else None)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from occdepth_ros.checkpoint.io import choose_weights, load_model
+    from occdepth_ros.resources import cache_dir
+
+    from .backends import cached_onnx
+
+    ckpt, preset, _ = choose_weights(args.checkpoint, None)
+    float_path = cached_onnx(load_model(ckpt, preset=preset), str(ckpt or f"preset {preset}"))
+    calibration = Calibration(args.calibration_data, CALIBRATION_SEQUENCE, args.frames) if args.calibration_data \
+        else default_calibration(cache_dir("int8"), args.frames)
+    try:
+        path = cached_int8(float_path, cache_dir("int8"), calibration)
+    except QuantizeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_bytes(path.read_bytes())
+    print(f"INT8 graph: {path}" + (f" (copied to {args.out})" if args.out else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -150,7 +150,7 @@ def parse_kitti_calib(text: str, source: str = "calib.txt") -> dict[str, np.ndar
     out: dict[str, np.ndarray] = {}
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()
-        if not line:
+        if not line or line.startswith("#"):  # comments: e.g. the image size line
             continue
         if ":" not in line:
             raise CalibrationError(f"{source}:{lineno}: expected 'KEY: v1 ... v12'")
@@ -172,8 +172,27 @@ def read_kitti_calib(path: str | Path) -> dict[str, np.ndarray]:
     return parse_kitti_calib(path.read_text(), str(path))
 
 
-def write_kitti_calib(path: str | Path, matrices: dict[str, np.ndarray]) -> None:
-    lines = []
+# KITTI calib.txt records no image size; a comment line ``# image_size: <width> <height>``
+# says which images a file is for (the shipped 00-02 file carries one).
+IMAGE_SIZE_COMMENT = "# image_size:"
+
+
+def kitti_calib_image_size(text: str, source: str = "calib.txt") -> tuple[int, int] | None:
+    """(height, width) from the ``# image_size: W H`` line, or None if there is none."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith(IMAGE_SIZE_COMMENT):
+            parts = line[len(IMAGE_SIZE_COMMENT):].split()
+            if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+                raise CalibrationError(f"{source}: expected '{IMAGE_SIZE_COMMENT} <width> <height>', got {line!r}")
+            return int(parts[1]), int(parts[0])
+    return None
+
+
+def write_kitti_calib(path: str | Path, matrices: dict[str, np.ndarray],
+                      image_size: tuple[int, int] | None = None) -> None:
+    """``image_size`` (height, width), if given, is written as the image size comment."""
+    lines = [] if image_size is None else [f"{IMAGE_SIZE_COMMENT} {int(image_size[1])} {int(image_size[0])}"]
     for key in KITTI_MATRIX_KEYS:
         if key in matrices:
             vals = np.asarray(matrices[key], dtype=np.float64).reshape(-1)[:12]
@@ -272,6 +291,54 @@ def load_calibration_file(path: str | Path, image_size: tuple[int, int]) -> Ster
 
         return stereo_calibration_from_yaml(yaml.safe_load(path.read_text()), image_size, str(path))
     return kitti_calibration(read_kitti_calib(path), image_size)
+
+
+def calibration_file_image_size(path: str | Path) -> tuple[int, int] | None:
+    """(height, width) of the images a calibration file is for, where the file says:
+    a stereo YAML's image_width/image_height, a KITTI calib.txt's image size comment."""
+    path = Path(path)
+    if not path.is_file():
+        raise CalibrationError(f"calibration file not found: {path}")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(path.read_text())
+        if not isinstance(data, dict):
+            raise CalibrationError(f"{path}: expected a mapping")
+        w, h = data.get("image_width"), data.get("image_height")
+        if w is None and h is None:
+            return None
+        if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
+            raise CalibrationError(f"{path}: image_width and image_height must both be positive integers")
+        return h, w
+    return kitti_calib_image_size(path.read_text(), str(path))
+
+
+# A scaled calibration keeps the aspect ratio: the other side may be off by rounding only.
+SCALE_ROUNDING_PX = 1.0
+
+
+def fit_calibration(calib: StereoCalibration, image_size: tuple[int, int],
+                    allow_scaling: bool) -> tuple[StereoCalibration, str | None]:
+    """The calibration for images of ``image_size`` (h, w), and a note when it was scaled.
+
+    Another size than the calibration's is an error naming both sizes, unless
+    ``allow_scaling`` and the aspect ratio agree (to rounding): then rows 0 and 1 of every
+    projection are scaled by width and height ratios (image_proc's resize convention)."""
+    (ch, cw), (h, w) = calib.image_size, (int(image_size[0]), int(image_size[1]))
+    if (ch, cw) == (h, w):
+        return calib, None
+    sizes = f"the calibration is for {cw}x{ch} images but the images are {w}x{h}"
+    if not allow_scaling:
+        raise CalibrationError(f"{sizes}; use the calibration of this camera (or allow scaling of the "
+                               "intrinsics where the images are a resized copy of the calibrated ones)")
+    if abs(ch * w / cw - h) > SCALE_ROUNDING_PX:
+        raise CalibrationError(f"{sizes}; the aspect ratios differ ({cw / ch:.4f} vs {w / h:.4f}), "
+                               "so the intrinsics cannot be scaled")
+    sx, sy = w / cw, h / ch
+    S = np.diag([sx, sy, 1.0])
+    scaled = StereoCalibration(tuple(S @ p for p in calib.projections), calib.T_grid_to_ref, (h, w))
+    return scaled, f"{sizes}: intrinsics scaled by {sx:.4f} x {sy:.4f}"
 
 
 SHIPPED_KITTI_CALIB = "kitti_odometry_00-02.txt"  # in config/calib/

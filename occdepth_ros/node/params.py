@@ -43,6 +43,8 @@ class NodeParams:
     stamp_reset_jump_s: float = 1.0  # a stamp this far back clears the pairing (bag loop); 0 = never
     # calibration: camera_info (+ grid_to_camera), or a calibration file instead
     calib_file: str = KITTI_CALIB  # KITTI calib.txt or stereo YAML; empty = use camera_info
+    calib_image_size: tuple[int, ...] = ()  # [width, height] calib_file is for; empty = the file says
+    scale_intrinsics_to_image: bool = False  # other image size, same aspect: scale the intrinsics
     grid_to_camera: tuple[float, ...] = ()  # 12/16 numbers, grid -> left optical; empty = GRID_TO_OPTICAL
     # model
     checkpoint: str = ""  # empty = the shipped default model
@@ -149,6 +151,11 @@ class NodeParams:
                      "is only used with camera_info; calib_file carries its own grid pose")
         if self.grid_to_camera:
             self.grid_to_camera_matrix()
+        if self.calib_image_size:
+            _require(len(self.calib_image_size) == 2 and min(self.calib_image_size) > 0, "calib_image_size",
+                     f"must be [width, height] in pixels, got {list(self.calib_image_size)}")
+            _require(bool(self.calib_file), "calib_image_size",
+                     "is only used with calib_file; camera_info carries its own width and height")
 
     def _validate_outputs(self, class_names: Sequence[str] | None) -> None:
         for name in ("occupancy_min_z", "occupancy_max_z", "marker_max_rate_hz", "processing_budget_ms",

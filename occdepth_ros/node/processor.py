@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from ..classes import ClassSet
-from ..geometry.calib import CalibrationError, StereoCalibration, calibration_from_camera_info, load_calibration_file
+from ..geometry.calib import CalibrationError, StereoCalibration, calibration_from_camera_info, fit_calibration
 from ..geometry.lookups import LiftTensors
 from ..inference import InputError, Prediction, StereoInference
+from .file_calibration import FileCalibration, load_file_calibration
 from .image_decode import decode_image
 from .params import NodeParams
 from .stereo_sync import stamp_to_ns
@@ -49,26 +50,45 @@ class FrameOutputs:
 
 
 class FrameProcessor:
-    def __init__(self, engine: StereoInference, params: NodeParams, classes: ClassSet) -> None:
+    """``on_note``: told once per image size whose calibration was scaled (the node logs it)."""
+
+    def __init__(self, engine: StereoInference, params: NodeParams, classes: ClassSet,
+                 on_note: Callable[[str], None] | None = None) -> None:
         self.engine, self.params, self.classes = engine, params, classes
-        self._file_calibration: dict[tuple[int, int], StereoCalibration] = {}
+        self.on_note = on_note
+        self.file_calibration: FileCalibration | None = None
+        if params.calib_file:  # read (and its image size decided) once, at start-up
+            self.file_calibration = load_file_calibration(params.calib_file, params.calib_image_size)
+        self._fitted: dict[tuple[int, int], StereoCalibration] = {}
+        self._noted: set[tuple[str, tuple[int, int]]] = set()
 
     def calibration(self, left_img: Any, right_img: Any, infos: tuple[Any, Any] | None) -> StereoCalibration:
+        """The calibration for this pair's image size; CalibrationError names both sizes
+        when the calibration is for another one (unless scaling is allowed and fits)."""
         size = (int(left_img.height), int(left_img.width))
-        if self.params.calib_file:
-            if size not in self._file_calibration:
-                self._file_calibration[size] = load_calibration_file(self.params.calib_file, size)
-            return self._file_calibration[size]
+        if self.file_calibration is not None:
+            if size not in self._fitted:
+                self._fitted[size] = self._fit(self.file_calibration.calibration, size, f"calib_file {self.params.calib_file}")
+            return self._fitted[size]
         if infos is None:
             raise CalibrationError("no camera_info received and no calib_file set")
         left_info, right_info = infos
-        for name, info, img in (("left", left_info, left_img), ("right", right_info, right_img)):
-            if (int(info.height), int(info.width)) != (int(img.height), int(img.width)):
-                raise CalibrationError(
-                    f"{name} camera_info is for {info.width}x{info.height} but the image is {img.width}x{img.height}"
-                )
-        return calibration_from_camera_info(left_info.p, right_info.p, left_info.width, left_info.height,
-                                            self.params.grid_to_camera_matrix())
+        if (int(left_info.width), int(left_info.height)) != (int(right_info.width), int(right_info.height)):
+            raise CalibrationError(f"left camera_info is for {left_info.width}x{left_info.height} but the right "
+                                   f"one for {right_info.width}x{right_info.height}")
+        calib = calibration_from_camera_info(left_info.p, right_info.p, left_info.width, left_info.height,
+                                             self.params.grid_to_camera_matrix())
+        return self._fit(calib, size, "camera_info")
+
+    def _fit(self, calib: StereoCalibration, size: tuple[int, int], source: str) -> StereoCalibration:
+        try:
+            fitted, note = fit_calibration(calib, size, self.params.scale_intrinsics_to_image)
+        except CalibrationError as exc:
+            raise CalibrationError(f"{source}: {exc}") from None
+        if note is not None and self.on_note is not None and (source, size) not in self._noted:
+            self._noted.add((source, size))
+            self.on_note(f"{source}: {note} (scale_intrinsics_to_image is true)")
+        return fitted
 
     def process(self, msgs: tuple, outputs: frozenset[str] = OUTPUTS) -> FrameOutputs:
         """``msgs``: (left image, right image[, left info, right info]) of one stamp.
@@ -85,13 +105,15 @@ class FrameProcessor:
         start = time.perf_counter()
         left_msg, right_msg = msgs[0], msgs[1]
         infos = (msgs[2], msgs[3]) if len(msgs) == 4 else None
+        stamp = stamp_to_ns(left_msg.header.stamp.sec, left_msg.header.stamp.nanosec)
+        if stamp == 0:
+            raise InputError("left image stamp is 0 (unset): outputs need the capture time")
         left = decode_image(left_msg, "left image")
         right = decode_image(right_msg, "right image")
         if left.shape != right.shape:
             raise InputError(f"left image is {left.shape[1]}x{left.shape[0]}, right is {right.shape[1]}x{right.shape[0]}")
         self.engine.set_calibration(self.calibration(left_msg, right_msg, infos))
         images = self.engine.prepare([left, right])
-        stamp = stamp_to_ns(left_msg.header.stamp.sec, left_msg.header.stamp.nanosec)
         return PreparedFrame(stamp, images, self.engine.lift_tensors, self.engine.seen_mask(),
                              time.perf_counter() - start)
 

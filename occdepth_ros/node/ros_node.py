@@ -95,8 +95,9 @@ def declare_params(node: Node) -> NodeParams:
     values = {}
     for f in fields(NodeParams):
         default = getattr(defaults, f.name)
-        if isinstance(default, tuple) and not default:
-            node.declare_parameter(f.name, Parameter.Type.DOUBLE_ARRAY)  # typed: no default value
+        if isinstance(default, tuple) and not default:  # typed: no default value
+            array_type = Parameter.Type.INTEGER_ARRAY if f.type == "tuple[int, ...]" else Parameter.Type.DOUBLE_ARRAY
+            node.declare_parameter(f.name, array_type)
         else:
             node.declare_parameter(f.name, list(default) if isinstance(default, tuple) else default)
         try:
@@ -125,7 +126,7 @@ class OccDepthNode(Node):
         self.params = params
         engine = StereoInference(backend, threads=params.threads or None)
         warm_s = engine.warm_up()
-        self.processor = FrameProcessor(engine, params, self.classes)
+        self.processor = FrameProcessor(engine, params, self.classes, on_note=self.get_logger().info)
         streams = params.sync_streams()
         self.sync = StereoSync(streams, params.sync_tolerance_ns(), stream_queue_sizes(streams, params.queue_size),
                                params.stamp_reset_jump_ns())
@@ -149,8 +150,17 @@ class OccDepthNode(Node):
         self.get_logger().info(
             f"model {cfg.name} ({checkpoint or 'preset ' + params.preset}) on {backend.describe()}, "
             f"grid {cfg.grid.dims} @ {cfg.grid.voxel_size} m in frame '{params.frame_id}', "
-            f"calibration from {params.calib_file or 'camera_info'}; warm-up {warm_s:.2f} s"
+            f"calibration from {self._calibration_summary()}; warm-up {warm_s:.2f} s"
         )
+
+    def _calibration_summary(self) -> str:
+        fc = self.processor.file_calibration
+        if fc is None:
+            return "camera_info (its width and height must match the images)"
+        h, w = fc.calibration.image_size
+        scaling = ("; other sizes of the same aspect ratio get scaled intrinsics" if self.params.scale_intrinsics_to_image
+                   else "; images of any other size are refused")
+        return f"{self.params.calib_file} for {w}x{h} images (size from {fc.size_source}){scaling}"
 
     # -- wiring ---------------------------------------------------------------------
     def _create_io(self) -> None:
@@ -299,7 +309,7 @@ class OccDepthNode(Node):
         return frozenset(wanted)
 
     def _reject(self, reason: str, message: str, detail: str) -> None:
-        self.stats.count_drop(reason)
+        self.stats.count_drop(reason, detail=message)
         self._warn(f"{reason}:{detail}", message)
 
     def _warn(self, key: str, message: str) -> None:

@@ -69,6 +69,7 @@ class RuntimeStats:
         self._reported_drops = dict(self._drops)
         self._events = {name: 0 for name in EVENTS}
         self._reported_events = dict(self._events)
+        self._last_detail: dict[str, str] = {}  # the latest reason text per drop reason
         self.frames_processed = 0
 
     # -- recording -----------------------------------------------------------------
@@ -85,10 +86,13 @@ class RuntimeStats:
             self._latency_ms.append(latency_s * MS_PER_S)
         self.frames_processed += 1
 
-    def count_drop(self, reason: str, n: int = 1) -> None:
+    def count_drop(self, reason: str, n: int = 1, detail: str | None = None) -> None:
+        """``detail``: why (e.g. both image sizes); the report quotes the latest one."""
         if reason not in self._drops:
             raise KeyError(f"unknown drop reason {reason!r}; reasons are {list(DROP_REASONS)}")
         self._drops[reason] += n
+        if detail:
+            self._last_detail[reason] = detail
 
     def count_event(self, name: str, n: int = 1) -> None:
         if name not in self._events:
@@ -128,7 +132,8 @@ class RuntimeStats:
         self._reported_drops, self._reported_events = dict(self._drops), dict(self._events)
         level, reasons = self._processing_level(now)
         inputs = list(problems)
-        inputs += [f"{new_drops[r]} {r} drop(s)" for r in WARN_DROP_REASONS if new_drops[r]]
+        inputs += [f"{new_drops[r]} {r} drop(s)" + (f" ({self._last_detail[r]})" if r in self._last_detail else "")
+                   for r in WARN_DROP_REASONS if new_drops[r]]
         inputs += [f"{new_events[e]} {e} event(s)" for e in EVENTS if new_events[e]]
         if inputs:
             level = Level.WARN if level in (Level.OK, Level.STALE) else level
@@ -162,6 +167,7 @@ class RuntimeStats:
         }
         values.update({f"dropped_{r}": str(n) for r, n in self._drops.items()})
         values.update({e: str(n) for e, n in self._events.items()})
+        values.update({f"last_{r}": d for r, d in self._last_detail.items()})
         return values
 
 

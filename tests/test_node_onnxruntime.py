@@ -15,7 +15,7 @@ from occdepth_ros.geometry.calib import load_calibration_file
 from occdepth_ros.inference import StereoInference
 from occdepth_ros.resources import CACHE_ENV, default_model_path
 from occdepth_ros.runtime.ort_backend import OrtBackend
-from node_harness import Harness, image_msg, small_sequence
+from helpers.node_harness import Harness, image_msg, small_sequence
 from helpers.dds import domain_id
 
 DOMAIN_ID = domain_id("node_onnxruntime")

@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         end = time.monotonic() + SETTLE_TIMEOUT_S
         while not settled(run) and time.monotonic() < end:
             time.sleep(0.05)
-        clouds = [(t, stamp_to_ns(m.header.stamp.sec, m.header.stamp.nanosec), m.width) for t, m in run.got["cloud"]]
+        clouds = [(t, stamp_to_ns(m.header.stamp.sec, m.header.stamp.nanosec), m.width)
+                  for t, m in zip(run.arrivals["cloud"], run.messages("cloud"))]
         report(args, clouds, run.node, stats, play_start, start_ns)
         labels = run.messages("labels")
         save_picture(labels[-1] if labels else None, run.node, seq, out)
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 def settled(run: NodeOnBag) -> bool:
     """Every pair the node formed has ended published or dropped."""
     drops = run.node.stats.drops
-    done = len(run.got["cloud"]) + drops["busy"] + drops["bad_input"] + drops["calibration"]
+    done = run.count("cloud") + drops["busy"] + drops["bad_input"] + drops["calibration"]
     return done >= run.node.sync.counters.matched
 
 

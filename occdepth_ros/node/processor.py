@@ -110,6 +110,9 @@ class FrameProcessor:
             raise InputError("left image stamp is 0 (unset): outputs need the capture time")
         left = decode_image(left_msg, "left image")
         right = decode_image(right_msg, "right image")
+        if _is_mono(left_msg) != _is_mono(right_msg):  # colour vs grey: the views would not match
+            raise InputError(f"left image is {left_msg.encoding} but right is {right_msg.encoding}: "
+                             "both cameras must be colour or both grey")
         if left.shape != right.shape:
             raise InputError(f"left image is {left.shape[1]}x{left.shape[0]}, right is {right.shape[1]}x{right.shape[0]}")
         self.engine.set_calibration(self.calibration(left_msg, right_msg, infos))
@@ -140,3 +143,7 @@ class FrameProcessor:
             bev = bev_occupancy(pred.labels, cfg.grid, self.classes, self.params.occupancy_min_z,
                                 self.params.occupancy_max_z, seen=pred.seen, free_classes=self.params.free_classes)
         return FrameOutputs(frame.stamp_ns, pred, voxels, cloud, bev, frame.busy_s + time.perf_counter() - start)
+
+
+def _is_mono(msg: Any) -> bool:
+    return str(msg.encoding).strip().lower() == "mono8"

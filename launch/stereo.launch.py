@@ -6,8 +6,12 @@
         left_info:=/zed/left/camera_info right_info:=/zed/right/camera_info use_rviz:=true
     ros2 launch occdepth_ros stereo.launch.py bag:=kitti_00 use_rviz:=true
 
-Empty arguments leave the config file's value in place.
+Empty arguments leave the config file's value in place. RViz opens the RViz config of
+the node config (generic_stereo.yaml: rviz/generic_stereo.rviz, fixed frame occdepth_grid;
+otherwise rviz/occdepth.rviz, fixed frame velodyne); fixed_frame:=<frame> overrides it.
 """
+
+import os
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
@@ -18,6 +22,9 @@ from launch_ros.substitutions import FindPackageShare
 PACKAGE = 'occdepth_ros'
 # Launch argument -> node parameter, passed only when not empty.
 PARAMETER_ARGS = ('checkpoint', 'preset', 'backend', 'ort_provider', 'device', 'calib_file', 'frame_id')
+# Node config file name -> its RViz config (fixed frame = that config's grid frame).
+RVIZ_CONFIGS = {'generic_stereo.yaml': 'generic_stereo.rviz'}
+DEFAULT_RVIZ = 'occdepth.rviz'
 # Launch argument -> the node's input topic it remaps.
 REMAP_ARGS = {
     'left_image': 'left/image_rect',
@@ -36,8 +43,12 @@ def _setup(context):
         parameters=[value('config'), overrides], remappings=remaps,
     )]
     if value('use_rviz').lower() in ('true', '1'):
-        rviz = PathJoinSubstitution([FindPackageShare(PACKAGE), 'rviz', 'occdepth.rviz'])
-        actions.append(Node(package='rviz2', executable='rviz2', arguments=['-d', rviz], output='screen'))
+        rviz_file = RVIZ_CONFIGS.get(os.path.basename(value('config')), DEFAULT_RVIZ)
+        rviz_args = ['-d', PathJoinSubstitution([FindPackageShare(PACKAGE), 'rviz', rviz_file])]
+        fixed = value('fixed_frame') or value('frame_id')
+        if fixed:
+            rviz_args += ['--fixed-frame', fixed]
+        actions.append(Node(package='rviz2', executable='rviz2', arguments=rviz_args, output='screen'))
     if value('bag'):
         cmd = ['ros2', 'bag', 'play', value('bag'), '--rate', value('bag_rate')]
         if value('bag_loop').lower() in ('true', '1'):
@@ -60,6 +71,8 @@ def generate_launch_description():
         DeclareLaunchArgument('calib_file', default_value='', description='KITTI calib.txt / stereo YAML'),
         DeclareLaunchArgument('frame_id', default_value='', description='frame of the voxel grid'),
         DeclareLaunchArgument('use_rviz', default_value='false'),
+        DeclareLaunchArgument('fixed_frame', default_value='',
+                              description="RViz fixed frame; empty: frame_id if set, else the RViz config's"),
         DeclareLaunchArgument('bag', default_value='', description='rosbag2 folder to play'),
         DeclareLaunchArgument('bag_rate', default_value='1.0'),
         DeclareLaunchArgument('bag_loop', default_value='true'),

@@ -23,7 +23,7 @@ CLASS_NAMES = load_class_set().names
 # -- NodeParams ---------------------------------------------------------------------------
 def test_defaults_are_the_kitti_configuration():
     p = NodeParams().resolved(share_dir()).validate(CLASS_NAMES)
-    assert Path(p.calib_file).is_file() and p.frame_id == "velodyne"
+    assert Path(p.calib_file).is_file() and p.grid_frame() == "velodyne"
     assert p.sync_streams() == IMAGE_STREAMS  # the calibration file replaces camera_info
     assert p.sync_tolerance_ns() == 5_000_000  # approximate: cameras stamped a few ms apart pair
     assert p.input_qos == "AUTO"
@@ -64,7 +64,7 @@ def test_from_dict_unknown_parameter():
 @pytest.mark.parametrize("changes, name", [
     ({"left_image_topic": " "}, "left_image_topic"),
     ({"right_info_topic": ""}, "right_info_topic"),
-    ({"frame_id": ""}, "frame_id"),
+    ({"frame_id": "velodyne "}, "frame_id"),
     ({"frame_id": "/map"}, "frame_id"),
     ({"input_qos": "BEST_EFFORT"}, "input_qos"),
     ({"sync_tolerance_s": -0.1}, "sync_tolerance_s"),
@@ -258,3 +258,12 @@ def test_relative_paths_resolve_against_the_share_dir(tmp_path, monkeypatch):
     assert p.calib_file == str(tmp_path / "config" / "calib.txt")
     assert p.checkpoint == "/abs/model.safetensors"
     assert NodeParams(calib_file="calib.txt").resolved("/elsewhere").calib_file == "calib.txt"  # found in cwd
+
+
+def test_grid_frame_is_the_calibrations_unless_set(tmp_path):
+    yaml_calib = tmp_path / "stereo.yaml"
+    yaml_calib.write_text("left_projection: []\n")
+    assert NodeParams().grid_frame() == "velodyne"  # KITTI calib.txt: Tr starts in the velodyne frame
+    assert NodeParams(calib_file="").grid_frame() == "occdepth_grid"  # camera_info + grid_to_camera
+    assert NodeParams(calib_file=str(yaml_calib)).grid_frame() == "occdepth_grid"
+    assert NodeParams(calib_file="", frame_id="base_link").grid_frame() == "base_link"

@@ -23,13 +23,16 @@ from .voxel_outputs import DEFAULT_FREE_CLASSES
 RIGID_SIZES = (12, 16)  # grid_to_camera: 3x4 or 4x4, row-major
 MIN_STATS_WINDOW = 2
 PATH_PARAMS = ("calib_file", "checkpoint")
+KITTI_GRID_FRAME = "velodyne"  # KITTI calib.txt's Tr maps velodyne -> cam0
+DEFAULT_GRID_FRAME = "occdepth_grid"  # grid_to_camera's source frame (x forward, y left, z up)
 KITTI_CALIB = f"config/calib/{SHIPPED_KITTI_CALIB}"  # relative: resolved against the share dir
 
 
 @dataclass
 class NodeParams:
-    """Defaults = the KITTI configuration (config/kitti.yaml): with no parameters at all
-    the node runs the shipped model on KITTI odometry sequences 00-02's calibration."""
+    """The one place of the defaults: the KITTI configuration. With no parameters at all the
+    node runs the shipped model on KITTI odometry sequences 00-02's calibration; the config
+    YAMLs hold only what differs (a test checks they and the declared defaults agree)."""
 
     # inputs (image_pipeline names, relative so a namespace or remap moves them)
     left_image_topic: str = "left/image_rect"
@@ -58,7 +61,7 @@ class NodeParams:
     pipelined: bool = True  # decode / network / message building on their own threads (pipeline_stages)
     host_threads: int = 1  # torch threads of the host stages when pipelined and the network is not torch
     # outputs
-    frame_id: str = "velodyne"  # frame of the voxel grid (KITTI's grid is in the velodyne frame)
+    frame_id: str = ""  # frame of the voxel grid; empty = grid_frame(): velodyne for KITTI, else occdepth_grid
     publish_confidence: bool = False
     publish_unseen_voxels: bool = True  # False: only voxels inside a camera's view
     publish_label_grid: bool = True
@@ -69,7 +72,7 @@ class NodeParams:
     marker_max_voxels: int = 30000  # RViz2 struggles above ~20-30k cubes (ros2/rviz#790)
     marker_max_rate_hz: float = 1.0  # 0 disables ~/voxel_markers
     # diagnostics
-    processing_budget_ms: float = 500.0
+    processing_budget_ms: float = 1000.0
     diagnostics_period_s: float = 1.0
     stats_window: int = 50
 
@@ -83,6 +86,10 @@ class NodeParams:
         if unknown:
             raise ValueError(f"unknown parameter(s) {unknown}; known: {known}")
         return cls(**{name: _coerce(name, value, hints[name]) for name, value in values.items()})
+
+    def changed_fields(self, names: Sequence[str]) -> dict[str, Any]:
+        """The coerced values of ``names`` (for dataclasses.replace after from_dict)."""
+        return {name: getattr(self, name) for name in names}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (tuples as lists), e.g. to declare the ROS parameters."""
@@ -104,8 +111,9 @@ class NodeParams:
         class set, known once it is loaded) also checks ``free_classes``."""
         for name in ("left_image_topic", "right_image_topic", "left_info_topic", "right_info_topic"):
             _require(bool(getattr(self, name).strip()), name, "must not be empty")
-        _require(bool(self.frame_id) and not self.frame_id.startswith("/"), "frame_id",
-                 f"must be a non-empty tf2 frame name without a leading '/', got {self.frame_id!r}")
+        _require(not self.frame_id.startswith("/") and self.frame_id == self.frame_id.strip(), "frame_id",
+                 f"must be a tf2 frame name without a leading '/' or spaces (empty: the default), "
+                 f"got {self.frame_id!r}")
         _require(self.input_qos.upper() in INPUT_QOS_CHOICES, "input_qos",
                  f"must be one of {INPUT_QOS_CHOICES}, got {self.input_qos!r}")
         self._validate_sync()
@@ -188,6 +196,16 @@ class NodeParams:
             return as_rigid(m, "grid_to_camera")
         except CalibrationError as exc:
             raise ValueError(f"parameter {exc}") from exc
+
+    def grid_frame(self) -> str:
+        """The frame the outputs are labelled in: ``frame_id``, else the frame the calibration
+        defines: a KITTI calib.txt's Tr starts in the velodyne frame; a stereo YAML's or
+        camera_info's grid_to_camera in the grid's own frame, ``occdepth_grid``."""
+        if self.frame_id:
+            return self.frame_id
+        if self.calib_file and Path(self.calib_file).suffix not in (".yaml", ".yml"):
+            return KITTI_GRID_FRAME
+        return DEFAULT_GRID_FRAME
 
     def sync_streams(self) -> tuple[str, ...]:
         """With a calibration file the camera_info topics are not needed."""

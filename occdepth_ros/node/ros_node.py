@@ -22,6 +22,7 @@ Tr is the transform from it into the left rectified optical frame):
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
@@ -29,7 +30,9 @@ from dataclasses import fields
 
 import rclpy
 import torch
-from rclpy.exceptions import ParameterUninitializedException
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException, ParameterUninitializedException
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks, UnsupportedEventTypeError
@@ -56,9 +59,11 @@ from ..model.config import ConfigError
 from ..resources import default_model_path, share_dir
 from ..runtime import BackendError, host_memory
 from occdepth_export.backends import create_backend
+from .frames import frames_summary, grid_pose_in_camera
 from .input_qos import IMAGE_DEPTH, auto_best_effort
 from .latest_slot import LatestSlot
 from .messages import diagnostic_array, label_grid, make_header, marker_array, occupancy_grid, point_cloud2
+from .param_specs import SPECS, ParamSpec, field_kinds
 from .params import NodeParams
 from .pipeline_stages import FramePipeline, host_threads_for
 from .processor import FrameOutputs, FrameProcessor
@@ -66,6 +71,12 @@ from .stats import RuntimeStats
 from .stereo_sync import INFO_STREAMS, NS_PER_S, StereoSync, stamp_to_ns, stream_queue_sizes
 from .stream_watch import ReasonThrottle, StreamWatch
 from .voxel_outputs import marker_groups, z_band_layers
+
+try:  # tf2_ros is no PyPI package: publish the grid's static transform where ROS provides it
+    from geometry_msgs.msg import TransformStamped
+    from tf2_ros import StaticTransformBroadcaster
+except ImportError:
+    StaticTransformBroadcaster = None
 
 LOG_THROTTLE_S = 5.0
 WORKER_POLL_S = 0.1
@@ -89,17 +100,56 @@ def input_qos_profile(choice: str, best_effort: bool, depth: int) -> QoSProfile:
                       durability=DurabilityPolicy.VOLATILE)
 
 
+PARAM_TYPES = {"bool": Parameter.Type.BOOL, "int": Parameter.Type.INTEGER, "float": Parameter.Type.DOUBLE,
+               "str": Parameter.Type.STRING, "int[]": Parameter.Type.INTEGER_ARRAY,
+               "float[]": Parameter.Type.DOUBLE_ARRAY, "str[]": Parameter.Type.STRING_ARRAY}
+# What a float (array) parameter also accepts at start-up: YAML ``1`` for ``1.0``.
+INT_TO_FLOAT = {Parameter.Type.DOUBLE: Parameter.Type.INTEGER, Parameter.Type.DOUBLE_ARRAY: Parameter.Type.INTEGER_ARRAY}
+
+
+def descriptor(name: str, spec: ParamSpec, kind: str) -> ParameterDescriptor:
+    """rcl_interfaces descriptor: description, type, range where one applies, read-only."""
+    d = ParameterDescriptor(name=name, type=PARAM_TYPES[kind].value, description=spec.description,
+                            read_only=spec.read_only)
+    if spec.range is not None:
+        lo, hi = spec.range
+        if kind == "int":
+            d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+        elif kind == "float":
+            d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
+    if not spec.runtime and not spec.read_only:
+        d.additional_constraints = "read at start-up; restart the node to change it"
+    return d
+
+
+def _accept_ints_for_floats(node: Node, kinds: dict[str, str]) -> None:
+    """Before declaring: an integer override of a float parameter becomes that float
+    (rclpy would refuse it as the wrong type). The overrides are rclpy's own dict."""
+    overrides = getattr(node, "_parameter_overrides", None)
+    if not isinstance(overrides, dict):
+        return
+    for name, kind in kinds.items():
+        p = overrides.get(name)
+        want = PARAM_TYPES[kind]
+        if p is not None and kind.endswith("[]") and isinstance(p.value, (list, tuple)) and len(p.value) == 0:
+            overrides[name] = Parameter(name, want, [])  # YAML [] has no element type
+        elif p is not None and INT_TO_FLOAT.get(want) == p.type_:
+            value = [float(v) for v in p.value] if kind == "float[]" else float(p.value)
+            overrides[name] = Parameter(name, want, value)
+
+
 def declare_params(node: Node) -> NodeParams:
-    """Declare every NodeParams field with its default; read back what was set."""
-    defaults = NodeParams()
+    """Declare every NodeParams field with its default and descriptor; read back what was set."""
+    defaults, kinds = NodeParams(), field_kinds()
+    _accept_ints_for_floats(node, kinds)
     values = {}
     for f in fields(NodeParams):
-        default = getattr(defaults, f.name)
+        default, kind = getattr(defaults, f.name), kinds[f.name]
+        desc = descriptor(f.name, SPECS[f.name], kind)
         if isinstance(default, tuple) and not default:  # typed: no default value
-            array_type = Parameter.Type.INTEGER_ARRAY if f.type == "tuple[int, ...]" else Parameter.Type.DOUBLE_ARRAY
-            node.declare_parameter(f.name, array_type)
+            node.declare_parameter(f.name, PARAM_TYPES[kind], desc)
         else:
-            node.declare_parameter(f.name, list(default) if isinstance(default, tuple) else default)
+            node.declare_parameter(f.name, list(default) if isinstance(default, tuple) else default, desc)
         try:
             value = node.get_parameter(f.name).value
         except ParameterUninitializedException:  # typed, no default, not set
@@ -136,6 +186,9 @@ class OccDepthNode(Node):
         self.stats = RuntimeStats(params.processing_budget_ms, params.stats_window)
         self._last_marker_time = 0.0
         self._create_io()
+        self._tf = StaticTransformBroadcaster(self) if StaticTransformBroadcaster and not params.calib_file else None
+        self._tf_parent: str | None = None
+        self.add_on_set_parameters_callback(self._on_set_parameters)  # after declaring: runtime changes only
         self._pipeline: FramePipeline | None = None
         self._worker: threading.Thread | None = None
         if params.pipelined:
@@ -149,9 +202,10 @@ class OccDepthNode(Node):
             self._worker.start()
         self.get_logger().info(
             f"model {cfg.name} ({checkpoint or 'preset ' + params.preset}) on {backend.describe()}, "
-            f"grid {cfg.grid.dims} @ {cfg.grid.voxel_size} m in frame '{params.frame_id}', "
+            f"grid {cfg.grid.dims} @ {cfg.grid.voxel_size} m in frame '{params.grid_frame()}', "
             f"calibration from {self._calibration_summary()}; warm-up {warm_s:.2f} s"
         )
+        self.get_logger().info(frames_summary(params, self._tf is not None))
 
     def _calibration_summary(self) -> str:
         fc = self.processor.file_calibration
@@ -161,6 +215,26 @@ class OccDepthNode(Node):
         scaling = ("; other sizes of the same aspect ratio get scaled intrinsics" if self.params.scale_intrinsics_to_image
                    else "; images of any other size are refused")
         return f"{self.params.calib_file} for {w}x{h} images (size from {fc.size_source}){scaling}"
+
+    def _on_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
+        """Apply runtime parameters (markers, z band, free classes, publish flags) to the next
+        frame after validating them together; refuse start-up ones with the reason."""
+        ours = {p.name: p.value for p in changed if p.name in SPECS}
+        fixed = sorted(n for n in ours if not SPECS[n].runtime)
+        if fixed:
+            return SetParametersResult(successful=False, reason=f"{', '.join(fixed)}: read at start-up only; "
+                                       "restart the node (or relaunch) to change it")
+        if not ours:
+            return SetParametersResult(successful=True)
+        try:
+            new = dataclasses.replace(self.params, **NodeParams.from_dict(ours).changed_fields(ours))
+            new.validate(self.classes.names)
+            z_band_layers(self.processor.engine.cfg.grid, new.occupancy_min_z, new.occupancy_max_z)
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        self.params = self.processor.params = new
+        self.get_logger().info("set " + ", ".join(f"{k}={v!r}" for k, v in ours.items()))
+        return SetParametersResult(successful=True)
 
     # -- wiring ---------------------------------------------------------------------
     def _create_io(self) -> None:
@@ -248,6 +322,8 @@ class OccDepthNode(Node):
         self.watch.seen(stream)
         if stream == "left_image":
             self.stats.record_input()
+            if self._tf is not None and msg.header.frame_id and msg.header.frame_id != self._tf_parent:
+                self._publish_grid_transform(msg.header)
         matched = self.sync.add(stream, stamp_to_ns(msg.header.stamp.sec, msg.header.stamp.nanosec), msg)
         self._account_sync()
         if matched is not None and self.slot.put(matched):
@@ -271,6 +347,19 @@ class OccDepthNode(Node):
                            f"{self.sync.tolerance_ns / NS_PER_S * 1e3:g} ms (approximate_sync, sync_tolerance_s)")
         self._sync_seen = now
 
+    def _publish_grid_transform(self, header) -> None:
+        """Static TF: the left camera's frame (the image's frame_id) -> the grid frame."""
+        t, q = grid_pose_in_camera(self.params.grid_to_camera_matrix())
+        tf = TransformStamped()
+        tf.header.stamp, tf.header.frame_id = header.stamp, header.frame_id
+        tf.child_frame_id = self.params.grid_frame()
+        tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z = (float(v) for v in t)
+        r = tf.transform.rotation
+        r.x, r.y, r.z, r.w = (float(v) for v in q)
+        self._tf.sendTransform(tf)
+        self._tf_parent = header.frame_id
+        self.get_logger().info(f"static transform {header.frame_id} -> {tf.child_frame_id} published")
+
     # -- worker ---------------------------------------------------------------------
     def _work(self) -> None:
         while not self.slot.closed:
@@ -282,7 +371,12 @@ class OccDepthNode(Node):
             except Exception as exc:  # noqa: BLE001 - keep the node alive, say why
                 self._reject_error(exc)
                 continue
-            self._publish(result)
+            try:
+                self._publish(result)
+            except Exception:  # noqa: BLE001 - publishing while shutting down
+                if self.slot.closed or not self.context.ok():
+                    return
+                raise
 
     def _reject_error(self, exc: BaseException) -> None:
         """A frame that failed in a stage: counted by reason and named in a log line."""
@@ -321,7 +415,7 @@ class OccDepthNode(Node):
 
     def _publish(self, r: FrameOutputs) -> None:
         p = self.params
-        header = make_header(r.stamp_ns, p.frame_id)
+        header = make_header(r.stamp_ns, p.grid_frame())
         if r.cloud is not None:
             self.pub_cloud.publish(point_cloud2(r.cloud, header))
         if p.publish_label_grid and self.pub_labels.get_subscription_count() > 0:
@@ -359,22 +453,36 @@ def _first_words(exc: Exception, n: int = 4) -> str:
     return " ".join(w for w in str(exc).split()[:n] if not any(c.isdigit() for c in w))
 
 
+# Exit codes (docs/NODE.md): 0 = stopped by SIGINT/SIGTERM or shutdown, 2 = bad
+# arguments, parameters, model or calibration (one line on stderr says which).
+EXIT_OK, EXIT_CONFIG = 0, 2
+STARTUP_ERRORS = (ValueError, ParameterException, CheckpointError, CalibrationError, ConfigError, BackendError)
+
+
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=argv)
+    try:
+        rclpy.init(args=argv)
+    except RuntimeError as exc:  # rclpy's RCLError: an unparsable --ros-args (e.g. '-p x:=')
+        print(f"occdepth_node: bad ROS arguments: {str(exc).split('. Error:')[0]}", file=sys.stderr)
+        return EXIT_CONFIG
     node = None
     try:
         node = OccDepthNode()
         rclpy.spin(node)
-    except (ValueError, CheckpointError, CalibrationError, ConfigError, BackendError) as exc:
+    except STARTUP_ERRORS as exc:
         print(f"occdepth_node: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+        return EXIT_CONFIG
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():  # a real failure: let it show
+            raise
+        # else a signal shut the context down while the node was starting: a clean stop
     finally:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

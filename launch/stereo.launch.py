@@ -34,21 +34,31 @@ REMAP_ARGS = {
 }
 
 
+def node_settings(value):
+    """What the launch arguments (``value(name)`` -> string) make of the node and RViz:
+    parameters (the config file, then the non-empty overrides), remappings, RViz config
+    file name and extra RViz arguments."""
+    overrides = {name: value(name) for name in PARAMETER_ARGS if value(name)}
+    fixed = value('fixed_frame') or value('frame_id')
+    return {
+        'parameters': [value('config'), overrides],
+        'remappings': [(topic, value(arg)) for arg, topic in REMAP_ARGS.items() if value(arg)],
+        'rviz_config': RVIZ_CONFIGS.get(os.path.basename(value('config')), DEFAULT_RVIZ),
+        'rviz_extra_args': ['--fixed-frame', fixed] if fixed else [],
+    }
+
+
 def _setup(context):
     value = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
-    overrides = {name: value(name) for name in PARAMETER_ARGS if value(name)}
-    remaps = [(topic, value(arg)) for arg, topic in REMAP_ARGS.items() if value(arg)]
+    settings = node_settings(value)
     actions = [Node(
         package=PACKAGE, executable='occdepth_node', name='occdepth_node', output='screen',
-        parameters=[value('config'), overrides], remappings=remaps,
+        parameters=settings['parameters'], remappings=settings['remappings'],
     )]
     if value('use_rviz').lower() in ('true', '1'):
-        rviz_file = RVIZ_CONFIGS.get(os.path.basename(value('config')), DEFAULT_RVIZ)
-        rviz_args = ['-d', PathJoinSubstitution([FindPackageShare(PACKAGE), 'rviz', rviz_file])]
-        fixed = value('fixed_frame') or value('frame_id')
-        if fixed:
-            rviz_args += ['--fixed-frame', fixed]
-        actions.append(Node(package='rviz2', executable='rviz2', arguments=rviz_args, output='screen'))
+        rviz = PathJoinSubstitution([FindPackageShare(PACKAGE), 'rviz', settings['rviz_config']])
+        actions.append(Node(package='rviz2', executable='rviz2', arguments=['-d', rviz, *settings['rviz_extra_args']],
+                            output='screen'))
     if value('bag'):
         cmd = ['ros2', 'bag', 'play', value('bag'), '--rate', value('bag_rate')]
         if value('bag_loop').lower() in ('true', '1'):

@@ -111,3 +111,7 @@ def markdown_table() -> str:
         desc = spec.description.replace("|", "\\|")
         rows.append(f"| `{name}` | {kinds[name]} | `{shown!r}` | {rng} | {when} | {desc} |")
     return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # regenerate docs/NODE.md's table: python -m occdepth_ros.node.param_specs
+    print(markdown_table(), end="")

@@ -158,6 +158,11 @@ def test_camera_info_calibration_gives_the_engine_grid(info_harness: Harness, se
     h, w = left.shape[:2]
     info_harness.send(image_msg(left, stamp, "l"), image_msg(right, stamp, "r"), camera_infos(sequence, stamp, w, h))
     info_harness.wait_for("labels", 1)
+    # camera_info mode: the grid is labelled in its own frame (hung off the camera by
+    # grid_to_camera), never in the KITTI config's velodyne frame
+    info_harness.wait_for("cloud", 1)
+    info_harness.wait_for("grid", 1)
+    assert {m.header.frame_id for m in info_harness.got["cloud"] + info_harness.got["grid"]} == {"occdepth_grid"}
     got = np.frombuffer(bytes(info_harness.got["labels"][-1].data), np.uint8)
     engine = info_harness.node.processor.engine
     np.testing.assert_array_equal(got.reshape(engine.cfg.grid.dims), engine.predict([left, right]).labels)

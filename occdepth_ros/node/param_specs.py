@@ -66,8 +66,10 @@ SPECS: dict[str, ParamSpec] = {
     "device": ParamSpec("cpu, cuda or cuda:N", read_only=True),
     "threads": ParamSpec("CPU threads of torch / ONNX Runtime; 0 = the library's default", (0, 1024),
                          read_only=True),
-    "frame_id": ParamSpec("frame of the voxel grid; empty in camera_info mode = the left image's frame_id "
-                          "(the grid then sits at that camera)", read_only=True),
+    "host_memory_tuning": ParamSpec("keep freed host memory for reuse (fewer page faults per CPU forward pass); "
+                                    "process-wide, set before the model loads", read_only=True),
+    "frame_id": ParamSpec("frame the outputs are labelled in; empty = the calibration's grid frame: velodyne "
+                          "for a KITTI calib.txt, else occdepth_grid (docs/NODE.md, Frames)", read_only=True),
     "publish_confidence": ParamSpec("add a confidence field to ~/voxels", runtime=True),
     "publish_unseen_voxels": ParamSpec("publish completed voxels outside every camera's view", runtime=True),
     "publish_label_grid": ParamSpec("publish the dense class grid on ~/label_grid", runtime=True),

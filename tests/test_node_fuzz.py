@@ -24,7 +24,9 @@ TIMEOUT_S = 240.0  # a 1241x376 frame takes seconds on a shared 2-core CPU
 QUIET_S = 0.5  # after a drop is counted: long enough for an output that should not come
 SPACING_S = 0.02
 KITTI = read_kitti_calib(config_path("calib", "kitti_odometry_00-02.txt"))
-COMMON = {"input_qos": "DEFAULT", "processing_budget_ms": 600_000.0}  # levels below reflect input only
+# reliable input (default QoS); a budget no frame exceeds, so the levels below reflect the input only;
+# a short image queue, so a stream left alone overflows it within the eight messages the cases send
+COMMON = {"input_qos": "DEFAULT", "processing_budget_ms": 600_000.0, "queue_size": 5}
 _stamps = itertools.count(1_750_000_000 * NS_PER_S, 10 * NS_PER_S)
 
 

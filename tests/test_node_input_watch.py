@@ -13,7 +13,7 @@ from rclpy.qos import ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, PointCloud2
 
 from helpers.dds import domain_id
-from node_harness import TIMEOUT_S, Harness, image_msg, small_sequence
+from helpers.node_harness import TIMEOUT_S, Harness, image_msg, small_sequence
 from occdepth_ros.data.images import read_rgb
 from occdepth_ros.data.kitti_odometry import KittiSequence
 from occdepth_ros.node.stats import Level

@@ -59,6 +59,8 @@ class Harness(NodeSession):
     def __init__(self, overrides: dict, domain_id: int, topics: dict | None = None) -> None:
         super().__init__({**TEST_DEFAULTS, **overrides}, topics or OUTPUT_TOPICS, domain_id)
         self.__enter__()
+        self.pub_left, self.pub_right = self.pubs["left"], self.pubs["right"]
+        self.pub_left_info, self.pub_right_info = self.pubs["left_info"], self.pubs["right_info"]
 
     def wait_for(self, key: str, n: int, timeout_s: float = TIMEOUT_S) -> None:  # type: ignore[override]
         assert super().wait_for(key, n, timeout_s), f"waited {timeout_s} s for {n} {key} message(s), got {self.count(key)}"

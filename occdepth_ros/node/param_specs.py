@@ -39,10 +39,12 @@ SPECS: dict[str, ParamSpec] = {
     "right_image_topic": ParamSpec("right rectified image (sensor_msgs/Image)"),
     "left_info_topic": ParamSpec("left camera_info; used only when calib_file is empty"),
     "right_info_topic": ParamSpec("right camera_info; used only when calib_file is empty"),
-    "input_qos": ParamSpec(f"QoS profile of the input subscriptions: {_choices(INPUT_QOS_CHOICES)}"),
+    "input_qos": ParamSpec(f"QoS profile of the input subscriptions: {_choices(INPUT_QOS_CHOICES)}; AUTO = "
+                           "reliable, best effort on a topic whose publishers offer only that"),
     "approximate_sync": ParamSpec("pair messages whose stamps differ by up to sync_tolerance_s (else exact stamps)"),
     "sync_tolerance_s": ParamSpec("largest stamp spread of a pair when approximate_sync is true, s", (0.0, 1.0)),
-    "queue_size": ParamSpec("messages kept per input stream while waiting for partners", (1, 1000)),
+    "queue_size": ParamSpec("messages kept per image stream while waiting for partners (camera_info streams "
+                            "get a deeper queue)", (1, 1000)),
     "stamp_reset_jump_s": ParamSpec("a stamp this far back restarts the pairing (bag loop), s; 0 = never",
                                     (0.0, BIG)),
     "calib_file": ParamSpec("KITTI calib.txt or stereo YAML (relative: working dir, then the package share); "

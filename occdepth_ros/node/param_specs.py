@@ -62,7 +62,8 @@ SPECS: dict[str, ParamSpec] = {
     "preset": ParamSpec("model preset; empty = taken from the checkpoint", read_only=True),
     "backend": ParamSpec(f"inference backend: {_choices(BACKEND_CHOICES)} (auto: the fastest present)",
                          read_only=True),
-    "precision": ParamSpec(f"TensorRT engine precision: {_choices(PRECISIONS)}", read_only=True),
+    "precision": ParamSpec(f"network precision: {_choices(PRECISIONS)} (auto: int8 on OpenVINO, else fp32; "
+                           "fp16: TensorRT; int8: ONNX Runtime, docs/INT8.md)", read_only=True),
     "ort_provider": ParamSpec(f"ONNX Runtime provider: {_choices(ORT_PROVIDER_CHOICES)} ('' = the best installed)",
                               read_only=True),
     "device": ParamSpec("cpu, cuda or cuda:N", read_only=True),
@@ -70,6 +71,10 @@ SPECS: dict[str, ParamSpec] = {
                          read_only=True),
     "host_memory_tuning": ParamSpec("keep freed host memory for reuse (fewer page faults per CPU forward pass); "
                                     "process-wide, set before the model loads", read_only=True),
+    "pipelined": ParamSpec("decode, network and message building on their own threads, overlapping frames",
+                           read_only=True),
+    "host_threads": ParamSpec("torch threads of the decode and message stages when pipelined and the network "
+                              "is not torch; 0 = torch's default", (0, 1024), read_only=True),
     "frame_id": ParamSpec("frame the outputs are labelled in; empty = the calibration's grid frame: velodyne "
                           "for a KITTI calib.txt, else occdepth_grid (docs/NODE.md, Frames)", read_only=True),
     "publish_confidence": ParamSpec("add a confidence field to ~/voxels", runtime=True),

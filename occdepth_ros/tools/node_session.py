@@ -56,26 +56,32 @@ class NodeSession:
                          for key, topic in INPUTS.items()}
             for key in self.topics:
                 self.subscribe(key)
-            self.executor = MultiThreadedExecutor(context=self.context)
-            self.executor.add_node(self.node)
-            self.executor.add_node(self.io)
-            self._spin = threading.Thread(target=self.executor.spin, daemon=True)
-            self._spin.start()
+            self._start_spinning()
             time.sleep(self.discovery_s)
         except BaseException:
             rclpy.try_shutdown(context=self.context)
             raise
         return self
 
+    def _start_spinning(self) -> None:
+        self.executor = MultiThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.io)
+        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spin.start()
+
+    def _stop_spinning(self) -> None:
+        self.executor.shutdown()
+        self._spin.join(timeout=5.0)
+
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self._stop_spinning()
         self.node.destroy_node()
         self.io.destroy_node()
         rclpy.try_shutdown(context=self.context)
-        self._spin.join(timeout=5.0)
 
     # -- collecting ----------------------------------------------------------------
     def subscribe(self, key: str) -> None:
@@ -85,12 +91,18 @@ class NodeSession:
 
     @contextmanager
     def unsubscribed(self, key: str) -> Iterator[None]:
-        """Without the collector of ``key`` inside the block; it is back afterwards."""
+        """Without the collector of ``key`` inside the block; it is back afterwards. The
+        executor stops while the subscription is destroyed: rclpy (Jazzy) fails in a
+        spinning executor whose wait set still holds a destroyed subscription's events."""
+        self._stop_spinning()
         self.io.destroy_subscription(self._subs.pop(key))
+        self._start_spinning()
         try:
             yield
         finally:
+            self._stop_spinning()
             self.subscribe(key)
+            self._start_spinning()
 
     def _keep(self, key: str, msg: Any) -> None:
         with self._lock:

@@ -25,6 +25,7 @@ NO_KEY_TAG = "no-rosdep-key:"
 # ROS packages are their own keys.
 MODULE_KEY: dict[str, str | None] = {
     "rclpy": "rclpy",
+    "rcl_interfaces": "rcl_interfaces",
     "ament_index_python": "ament_index_python",
     "builtin_interfaces": "builtin_interfaces",
     "std_msgs": "std_msgs",
@@ -50,6 +51,7 @@ MODULE_KEY: dict[str, str | None] = {
     "onnxscript": None,
     "onnx_ir": None,
     "geffnet": None,
+    "nncf": None,
     "tensorrt": None,
 }
 # What a launch file starts -> the packages that provide it.

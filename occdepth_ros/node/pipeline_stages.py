@@ -94,10 +94,9 @@ class FramePipeline:
                 continue
             try:
                 result = self.processor.finish(*item, self._outputs())
+                self._publish(result)
             except Exception as exc:  # noqa: BLE001
                 self._reject(exc)
-                continue
-            self._publish(result)
 
 
 def host_threads_for(backend_name: str, host_threads: int) -> int | None:

@@ -195,7 +195,7 @@ class OccDepthNode(Node):
             host_threads = host_threads_for(backend.name, params.host_threads)
             if host_threads:
                 torch.set_num_threads(host_threads)
-            self._pipeline = FramePipeline(self.processor, self.slot, self._publish, self._reject_error,
+            self._pipeline = FramePipeline(self.processor, self.slot, self._publish_live, self._reject_error,
                                            self.stats.count_drop, self._wanted_outputs).start()
         else:
             self._worker = threading.Thread(target=self._work, name="occdepth_inference", daemon=True)
@@ -371,12 +371,17 @@ class OccDepthNode(Node):
             except Exception as exc:  # noqa: BLE001 - keep the node alive, say why
                 self._reject_error(exc)
                 continue
-            try:
-                self._publish(result)
-            except Exception:  # noqa: BLE001 - publishing while shutting down
-                if self.slot.closed or not self.context.ok():
-                    return
-                raise
+            self._publish_live(result)
+
+    def _publish_live(self, result: FrameOutputs) -> None:
+        """Publish, unless the node is shutting down: a signal invalidates the context before
+        the stages stop, and a publish then must end quietly, not in a traceback."""
+        try:
+            self._publish(result)
+        except Exception:  # noqa: BLE001 - publishing while shutting down
+            if self.slot.closed or not self.context.ok():
+                return
+            raise
 
     def _reject_error(self, exc: BaseException) -> None:
         """A frame that failed in a stage: counted by reason and named in a log line."""

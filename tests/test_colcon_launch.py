@@ -23,13 +23,10 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import PointCloud2
 
-from occdepth_ros.data.images import read_rgb
-from occdepth_ros.data.kitti_odometry import KittiSequence
-from occdepth_ros.data.synth.cli import main as synth_main
 from occdepth_ros.node.stereo_sync import stamp_to_ns
 from helpers.bag_watch import BagWatch
 from helpers.dds import domain_id
-from helpers.kitti2mcap_bag import KITTI_RAW_SIZE, LEFT, RIGHT, RIGHT_LAG_NS, TOPIC, write_kitti2mcap_bag
+from helpers.kitti2mcap_bag import KITTI_RAW_SIZE, LEFT, RIGHT, RIGHT_LAG_NS, TOPIC, synthetic_kitti2mcap_bag
 from helpers.ros_launch import source_paths
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,13 +71,7 @@ def install(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def kitti2mcap_bag(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kitti_raw")
-    h, w = KITTI_RAW_SIZE
-    assert synth_main(["--out", str(root), "--sequences", "00", "--frames", str(FRAMES), "--seed", "31",
-                       "--voxel-every", "0", "--image-size", str(h), str(w)]) == 0
-    seq = KittiSequence(root, "00")
-    pairs = [tuple(read_rgb(p) for p in seq.image_paths(f)) for f in seq.frame_ids()[:FRAMES]]
-    return write_kitti2mcap_bag(root / "2011_09_26_drive_0001_sync.mcap", pairs, START_NS)
+    return synthetic_kitti2mcap_bag(tmp_path_factory.mktemp("kitti_raw"), FRAMES, START_NS)
 
 
 def _site_packages(prefix: Path) -> Path:

@@ -15,11 +15,8 @@ from sensor_msgs.msg import PointCloud2
 
 from helpers.bag_watch import BagWatch
 from helpers.dds import domain_id
-from helpers.kitti2mcap_bag import KITTI_RAW_SIZE, LEFT, RIGHT, TOPIC, write_kitti2mcap_bag
+from helpers.kitti2mcap_bag import LEFT, RIGHT, TOPIC, synthetic_kitti2mcap_bag
 from occdepth_ros.bench.delivery import DeliveryRow, _row, bench_delivery, markdown_table
-from occdepth_ros.data.images import read_rgb
-from occdepth_ros.data.kitti_odometry import KittiSequence
-from occdepth_ros.data.synth.cli import main as synth_main
 from occdepth_ros.node.stereo_sync import stamp_to_ns
 from occdepth_ros.resources import share_dir
 
@@ -36,13 +33,7 @@ REMAPS = {"left/image_rect": TOPIC[LEFT][0], "right/image_rect": TOPIC[RIGHT][0]
 
 @pytest.fixture(scope="module")
 def kitti2mcap_bag(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kitti_raw")
-    h, w = KITTI_RAW_SIZE
-    assert synth_main(["--out", str(root), "--sequences", "00", "--frames", str(FRAMES), "--seed", "31",
-                       "--voxel-every", "0", "--image-size", str(h), str(w)]) == 0
-    seq = KittiSequence(root, "00")
-    pairs = [tuple(read_rgb(p) for p in seq.image_paths(f)) for f in seq.frame_ids()[:FRAMES]]
-    return write_kitti2mcap_bag(root / "2011_09_26_drive_0001_sync.mcap", pairs, START_NS)
+    return synthetic_kitti2mcap_bag(tmp_path_factory.mktemp("kitti_raw"), FRAMES, START_NS)
 
 
 @pytest.fixture(scope="class")

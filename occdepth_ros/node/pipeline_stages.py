@@ -20,6 +20,7 @@ network is not torch itself (whose threads they would share).
 from __future__ import annotations
 
 import threading
+from typing import Any
 from collections.abc import Callable
 
 import torch
@@ -61,42 +62,29 @@ class FramePipeline:
             t.join(timeout)
 
     # -- stages ---------------------------------------------------------------------
-    def _prepare_loop(self) -> None:
+    def _stage(self, inbox: LatestSlot, work: Callable[[Any], Any], outbox: LatestSlot | None) -> None:
+        """One stage's loop: take the newest item, work on it, hand the result on (a result
+        that replaces one not yet taken is a ``busy`` drop); a failure rejects that frame only."""
         while not self._stop.is_set():
-            msgs = self.source.take(timeout=POLL_S)
-            if msgs is None:
-                continue
-            try:
-                frame = self.processor.prepare(msgs)
-            except Exception as exc:  # noqa: BLE001 - one bad set must not stop the node
-                self._reject(exc)
-                continue
-            if self.ready.put(frame):
-                self._drop("busy")
-
-    def _infer_loop(self) -> None:
-        while not self._stop.is_set():
-            frame = self.ready.take(timeout=POLL_S)
-            if frame is None:
-                continue
-            try:
-                logits = self.processor.infer(frame)
-            except Exception as exc:  # noqa: BLE001
-                self._reject(exc)
-                continue
-            if self.done.put((frame, logits)):
-                self._drop("busy")
-
-    def _finish_loop(self) -> None:
-        while not self._stop.is_set():
-            item = self.done.take(timeout=POLL_S)
+            item = inbox.take(timeout=POLL_S)
             if item is None:
                 continue
             try:
-                result = self.processor.finish(*item, self._outputs())
-                self._publish(result)
-            except Exception as exc:  # noqa: BLE001
+                result = work(item)
+            except Exception as exc:  # noqa: BLE001 - one bad set must not stop the node
                 self._reject(exc)
+                continue
+            if outbox is not None and outbox.put(result):
+                self._drop("busy")
+
+    def _prepare_loop(self) -> None:
+        self._stage(self.source, self.processor.prepare, self.ready)
+
+    def _infer_loop(self) -> None:
+        self._stage(self.ready, lambda frame: (frame, self.processor.infer(frame)), self.done)
+
+    def _finish_loop(self) -> None:
+        self._stage(self.done, lambda item: self._publish(self.processor.finish(*item, self._outputs())), None)
 
 
 def host_threads_for(backend_name: str, host_threads: int) -> int | None:

@@ -122,3 +122,18 @@ def write_kitti2mcap_bag(out_file: Path, pairs: list[tuple[np.ndarray, np.ndarra
     shutil.move(str(storage), out_file)
     shutil.rmtree(folder)
     return Kitti2McapBag(out_file, left_stamps, right_stamps)
+
+
+def synthetic_kitti2mcap_bag(root: Path, frames: int, start_ns: int, seed: int = 31) -> Path:
+    """A kitti2mcap-layout bag of ``frames`` synthetic pairs at the raw drives' image size,
+    written under ``root`` (the street is rendered by occdepth-synth)."""
+    from occdepth_ros.data.images import read_rgb
+    from occdepth_ros.data.kitti_odometry import KittiSequence
+    from occdepth_ros.data.synth.cli import main as synth_main
+
+    h, w = KITTI_RAW_SIZE
+    assert synth_main(["--out", str(root), "--sequences", "00", "--frames", str(frames), "--seed", str(seed),
+                       "--voxel-every", "0", "--image-size", str(h), str(w)]) == 0
+    seq = KittiSequence(root, "00")
+    pairs = [tuple(read_rgb(p) for p in seq.image_paths(f)) for f in seq.frame_ids()[:frames]]
+    return write_kitti2mcap_bag(root / "2011_09_26_drive_0001_sync.mcap", pairs, start_ns)

@@ -27,10 +27,9 @@ from occdepth_ros.node.stereo_sync import stamp_to_ns
 from helpers.bag_watch import BagWatch
 from helpers.dds import domain_id
 from helpers.kitti2mcap_bag import KITTI_RAW_SIZE, LEFT, RIGHT, RIGHT_LAG_NS, TOPIC, synthetic_kitti2mcap_bag
-from helpers.ros_launch import source_paths
+from helpers.ros_launch import JAZZY_SRC, source_paths
 
 ROOT = Path(__file__).resolve().parents[1]
-JAZZY_SRC = ROOT.parent / "shared" / "ros" / "jazzy-src"
 PACKAGE = "occdepth_ros"
 DOMAIN_ID = domain_id("colcon_launch")
 FRAMES = 3

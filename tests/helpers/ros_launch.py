@@ -18,6 +18,7 @@ import sys
 import types
 from pathlib import Path
 
+JAZZY_SRC = Path(__file__).resolve().parents[3] / "shared" / "ros" / "jazzy-src"  # ../shared beside the repository
 LAUNCH_SOURCES = ("launch-repo/launch", "launch_ros-repo/launch_ros")
 COMPOSITION_SERVICES = ("LoadNode", "UnloadNode", "ListNodes")
 

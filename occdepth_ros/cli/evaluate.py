@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ..checkpoint import CheckpointError, choose_weights, load_model
 from ..classes import ClassSet, load_class_set
-from ..eval.evaluate import evaluate, evaluate_predictions, model_predictor, sequence_name, sgbm_predictor
+from ..eval.evaluate import (evaluate, labelled_frames, model_predictor, prediction_reader, score_frames,
+                             sequence_name, sgbm_predictor)
 from ..eval.metrics import SSCResult, format_table
 from ..inference import StereoInference
 from ..model.config import ConfigError
@@ -65,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.preset:
                 raise ValueError("--preset names a model; --predictions scores files, no model runs")
             name = f"predictions {args.predictions}"
-            result, n_frames = evaluate_predictions(args.predictions, args.data, sequences, class_set, *stride_and_cap)
+            jobs = labelled_frames(args.data, sequences, *stride_and_cap)
+            reader = prediction_reader(args.predictions, jobs, class_set)
+            result, n_frames = score_frames(jobs, reader, class_set, desc="score predictions"), len(jobs)
         else:
             if args.baseline == "sgbm":
                 name, predict = "SGBM stereo baseline (SC only)", sgbm_predictor()

@@ -3,7 +3,7 @@ predictions on the 256x256x32 grid against the 1_1 targets (255 ignored).
 
 One scoring loop (``score_frames``) serves every source of predictions: a model or the
 SGBM baseline run on the images (``evaluate``), or ``.label`` files written before, by
-this package or anyone else (``evaluate_predictions``).
+this package or anyone else (``prediction_reader``).
 """
 
 from __future__ import annotations
@@ -118,19 +118,10 @@ def prediction_path(pred_root: str | Path, sequence: str, frame: str) -> Path:
     return Path(pred_root) / "sequences" / sequence / "predictions" / f"{frame}.label"
 
 
-def evaluate_predictions(
-    pred_root: str | Path,
-    root: str | Path,
-    sequences: list[str],
-    class_set: ClassSet,
-    frame_stride: int = 1,
-    max_frames: int | None = None,
-    progress: bool = True,
-) -> tuple[SSCResult, int]:
-    """Metrics of existing ``.label`` predictions under ``pred_root`` (the benchmark's
-    layout) against the ground truth under ``root``. Every expected file is checked for
-    before scoring starts; missing ones are named."""
-    jobs = labelled_frames(root, sequences, frame_stride, max_frames)
+def prediction_reader(pred_root: str | Path, jobs: list[Frame], class_set: ClassSet) -> FramePredictor:
+    """``score_frames``'s source for existing ``.label`` predictions under ``pred_root`` (the
+    benchmark's layout). Every file ``jobs`` needs is checked for before scoring starts;
+    missing ones are named."""
     missing = [p for p in (prediction_path(pred_root, s.sequence, f) for s, f in jobs) if not p.is_file()]
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
@@ -140,4 +131,4 @@ def evaluate_predictions(
     def read(seq: KittiSequence, frame: str) -> np.ndarray:
         return read_prediction(prediction_path(pred_root, seq.sequence, frame), class_set)
 
-    return score_frames(jobs, read, class_set, progress, desc="score predictions"), len(jobs)
+    return read

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
@@ -64,15 +64,24 @@ class NodeSession:
         return self
 
     def _start_spinning(self) -> None:
-        self.executor = MultiThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.io)
-        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
-        self._spin.start()
+        """The node spins alone on one thread, as ``occdepth_node``'s ``rclpy.spin`` runs it
+        (its own timers re-create input subscriptions, which rclpy allows only from the thread
+        that builds the wait set); the feeder and collectors spin on a second thread."""
+        self._executors = []
+        self._spins = []
+        for node in (self.node, self.io):
+            executor = SingleThreadedExecutor(context=self.context)
+            executor.add_node(node)
+            thread = threading.Thread(target=executor.spin, daemon=True)
+            thread.start()
+            self._executors.append(executor)
+            self._spins.append(thread)
 
     def _stop_spinning(self) -> None:
-        self.executor.shutdown()
-        self._spin.join(timeout=5.0)
+        for executor in self._executors:
+            executor.shutdown()
+        for thread in self._spins:
+            thread.join(timeout=5.0)
 
     def __exit__(self, *exc: Any) -> None:
         self.close()

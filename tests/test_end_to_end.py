@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid
-from sensor_msgs.msg import PointCloud2
-from std_msgs.msg import UInt8MultiArray
+from sensor_msgs.msg import Image, PointCloud2
 from visualization_msgs.msg import Marker, MarkerArray
 
 from occdepth_ros.classes import load_class_set
 from occdepth_ros.data.kitti_odometry import KittiSequence
 from occdepth_ros.data.semantic_kitti import downsample_target, read_frame_target
 from occdepth_ros.data.synth.cli import main as synth_main
+from occdepth_ros.node.messages import label_grid_array
 from occdepth_ros.node.stereo_sync import stamp_to_ns
 from occdepth_ros.resources import default_model_path
 from occdepth_ros.tools.kitti2bag import ConvertOptions, convert
@@ -31,7 +31,7 @@ START_NS = 1_750_000_000 * 10**9
 
 TOPICS = {"cloud": (PointCloud2, "/occdepth_node/voxels"),
           "grid": (OccupancyGrid, "/occdepth_node/occupancy"),
-          "labels": (UInt8MultiArray, "/occdepth_node/label_grid"),
+          "labels": (Image, "/occdepth_node/label_grid"),
           "markers": (MarkerArray, "/occdepth_node/voxel_markers"),
           "diag": (DiagnosticArray, "/diagnostics")}
 
@@ -62,7 +62,8 @@ def test_every_frame_gives_every_output(run) -> None:
     assert [stamp_to_ns(m.header.stamp.sec, m.header.stamp.nanosec) for m in got["cloud"]] == stamps
     assert [stamp_to_ns(m.header.stamp.sec, m.header.stamp.nanosec) for m in got["grid"]] == stamps
     assert len(got["labels"]) == FRAMES
-    assert all(m.header.frame_id == "velodyne" for m in got["cloud"] + got["grid"])
+    assert [stamp_to_ns(m.header.stamp.sec, m.header.stamp.nanosec) for m in got["labels"]] == stamps
+    assert all(m.header.frame_id == "velodyne" for m in got["cloud"] + got["grid"] + got["labels"])
     cfg = node.processor.engine.cfg
     X, Y, Z = cfg.grid.dims
     assert all(len(m.data) == X * Y * Z for m in got["labels"])
@@ -81,7 +82,7 @@ def test_occupied_voxels_lie_on_the_scene_surfaces(run) -> None:
     factor = int(round(cfg.grid.voxel_size / 0.2))
     precision, recall = [], []
     for frame, msg in zip(seq.frame_ids()[:FRAMES], got["labels"]):
-        pred = np.frombuffer(bytes(msg.data), np.uint8).reshape(cfg.grid.dims)
+        pred = label_grid_array(msg)
         target = downsample_target(read_frame_target(seq.voxel_dir, frame, classes), factor)
         known = target != classes.ignore_index
         occ_pred = (pred != classes.empty_index) & known

@@ -13,8 +13,8 @@ from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from nav_msgs.msg import OccupancyGrid  # noqa: E402
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
-from sensor_msgs.msg import PointCloud2, PointField  # noqa: E402
-from std_msgs.msg import Float64, UInt8MultiArray  # noqa: E402
+from sensor_msgs.msg import Image, PointCloud2, PointField  # noqa: E402
+from std_msgs.msg import Float64  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from occdepth_ros.classes import load_class_set  # noqa: E402
@@ -136,17 +136,26 @@ def test_occupancy_grid(prediction, header):
             assert data[j * info.width + i] == bev.data[j, i]
 
 
-def test_label_grid_round_trip(prediction):
+def test_label_grid_round_trip(prediction, header):
+    """A stamped image: rows x, columns y, one channel per z layer; voxel (i, j, k) is byte
+    (i * Y + j) * Z + k, read back with the image fields alone."""
     labels, _, _ = prediction
-    msg = round_trip(M.label_grid(labels))
-    assert isinstance(msg, UInt8MultiArray)
-    dims = [(d.label, d.size, d.stride) for d in msg.layout.dim]
+    msg = round_trip(M.label_grid(labels, header))
+    assert isinstance(msg, Image)
     X, Y, Z = GRID.dims
-    assert dims == [("x", X, X * Y * Z), ("y", Y, Y * Z), ("z", Z, Z)]
-    back = np.frombuffer(bytes(msg.data), np.uint8).reshape([d.size for d in msg.layout.dim])
-    np.testing.assert_array_equal(back, labels)
+    assert (msg.height, msg.width, msg.encoding, msg.step) == (X, Y, f"8UC{Z}", Y * Z)
+    assert (msg.header.stamp, msg.header.frame_id) == (header.stamp, header.frame_id)
+    data = bytes(msg.data)
+    for i, j, k in [(0, 0, 0), (X - 1, Y - 1, Z - 1), (X // 2, Y - 1, 0), (1, Y // 2, Z - 1)]:
+        assert data[(i * msg.width + j) * Z + k] == labels[i, j, k]
+    np.testing.assert_array_equal(M.label_grid_array(msg), labels)
     with pytest.raises(ValueError):
-        M.label_grid(labels.astype(np.int16))
+        M.label_grid(labels.astype(np.int16), header)
+    with pytest.raises(ValueError, match="not a label grid"):
+        M.label_grid_array(Image(encoding="rgb8", height=1, width=1, step=3, data=[0, 0, 0]))
+    msg.data = msg.data[:-1]
+    with pytest.raises(ValueError, match="do not match"):
+        M.label_grid_array(msg)
 
 
 def test_diagnostic_array(header):

@@ -134,8 +134,7 @@ class LoopbackPublisher:
         from nav_msgs.msg import OccupancyGrid
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import PointCloud2
-        from std_msgs.msg import UInt8MultiArray
+        from sensor_msgs.msg import Image, PointCloud2
         from visualization_msgs.msg import MarkerArray
 
         self.rclpy = rclpy
@@ -147,7 +146,7 @@ class LoopbackPublisher:
         out = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)  # as OccDepthNode
         grid = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        types = {"voxels": (PointCloud2, out), "label_grid": (UInt8MultiArray, out),
+        types = {"voxels": (PointCloud2, out), "label_grid": (Image, out),
                  "occupancy": (OccupancyGrid, grid), "voxel_markers": (MarkerArray, out)}
         self.received = {name: 0 for name in types}
         self.pubs = {}
@@ -251,7 +250,7 @@ def build_stages(engine: StereoInference, frame: StereoFrame, lift: Any, staged_
             from ..node.messages import label_grid, make_header, occupancy_grid, point_cloud2
 
             st["header"] = make_header(STAMP_NS, params.frame_id)
-            st["msgs"] = {"voxels": point_cloud2(cloud, st["header"]), "label_grid": label_grid(pred.labels),
+            st["msgs"] = {"voxels": point_cloud2(cloud, st["header"]), "label_grid": label_grid(pred.labels, st["header"]),
                           "occupancy": occupancy_grid(bev, st["header"])}
 
     def markers(st: dict[str, Any]) -> None:  # at most marker_max_rate_hz in the node: build + publish

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import array
 import gc
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +22,8 @@ from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
 from nav_msgs.msg import OccupancyGrid
-from sensor_msgs.msg import PointCloud2, PointField
-from std_msgs.msg import ColorRGBA, Float64, Header, MultiArrayDimension, UInt8MultiArray
+from sensor_msgs.msg import Image, PointCloud2, PointField
+from std_msgs.msg import ColorRGBA, Float64, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from .stats import StatsReport
@@ -160,21 +161,33 @@ def occupancy_grid(bev: BevGrid, header: Header) -> OccupancyGrid:
 
 
 # -- dense label grid ------------------------------------------------------------------
-def label_grid(labels: np.ndarray) -> UInt8MultiArray:
-    """(X, Y, Z) uint8 class grid, C order: dims labelled x, y, z with their strides.
+LABEL_GRID_ENCODING = "8UC{}"  # OpenCV-style: one uint8 channel per z layer (cv_bridge reads it)
+_LABEL_GRID_RE = re.compile(r"^8UC(\d+)$")
 
-    std_msgs arrays carry no header: pair it with ``~/voxels`` (same stamp, published
-    right after it); the grid geometry (origin, voxel size) is the model's GridConfig.
-    """
+
+def label_grid(labels: np.ndarray, header: Header) -> Image:
+    """(X, Y, Z) uint8 class grid as a stamped image: rows x, columns y, one channel per z
+    layer (encoding ``8UC<Z>``), so the bytes are the grid in C order and the message
+    carries the stamp and grid frame of the other outputs of its frame. The grid geometry
+    (origin, voxel size) is the model's GridConfig."""
     if labels.ndim != len(GRID_AXES) or labels.dtype != np.uint8:
         raise ValueError(f"labels must be a 3-D uint8 grid, got {labels.dtype} {labels.shape}")
-    msg = UInt8MultiArray()
-    strides = np.cumprod(labels.shape[::-1])[::-1]  # elements per step of each axis' parent
-    msg.layout.dim = [MultiArrayDimension(label=a, size=int(n), stride=int(s))
-                      for a, n, s in zip(GRID_AXES, labels.shape, strides)]
-    msg.layout.data_offset = 0
+    X, Y, Z = labels.shape
+    msg = Image(header=header, height=int(X), width=int(Y), encoding=LABEL_GRID_ENCODING.format(Z),
+                is_bigendian=0, step=int(Y * Z))
     msg.data = _bytes(labels, "B")
     return msg
+
+
+def label_grid_array(msg: Image) -> np.ndarray:
+    """The (X, Y, Z) uint8 grid of a ``label_grid`` message; a clear error for anything else."""
+    match = _LABEL_GRID_RE.match(msg.encoding)
+    if match is None:
+        raise ValueError(f"not a label grid: encoding {msg.encoding!r}, expected 8UC<layers>")
+    shape = (msg.height, msg.width, int(match.group(1)))
+    if msg.step != shape[1] * shape[2] or len(msg.data) != int(np.prod(shape)):
+        raise ValueError(f"label grid {shape}: step {msg.step} and {len(msg.data)} bytes do not match")
+    return np.frombuffer(bytes(msg.data), np.uint8).reshape(shape)
 
 
 # -- diagnostics and scalars -----------------------------------------------------------

@@ -16,7 +16,7 @@ Tr is the transform from it into the left rectified optical frame):
   built only when subscribed, at most ``marker_max_rate_hz``, ``marker_max_voxels`` cubes.
 - ``~/occupancy`` nav_msgs/OccupancyGrid: bird's-eye view (-1 unknown, 0 free, 100 occupied
   in the z band), reliable and transient_local.
-- ``~/label_grid`` std_msgs/UInt8MultiArray: the dense class grid (x, y, z).
+- ``~/label_grid`` sensor_msgs/Image (``8UC<Z>``): the dense class grid (rows x, columns y, channels z).
 - ``/diagnostics``, ``~/debug/processing_time_ms``, ``~/debug/pipeline_latency_ms``.
 """
 
@@ -47,7 +47,7 @@ from rclpy.qos import (
 )
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from nav_msgs.msg import OccupancyGrid
-from std_msgs.msg import Float64, UInt8MultiArray
+from std_msgs.msg import Float64
 from visualization_msgs.msg import MarkerArray
 from diagnostic_msgs.msg import DiagnosticArray
 
@@ -251,7 +251,7 @@ class OccDepthNode(Node):
         self.pub_cloud = self.create_publisher(PointCloud2, "~/voxels", out, event_callbacks=events())
         self.pub_markers = self.create_publisher(MarkerArray, "~/voxel_markers", out, event_callbacks=events())
         self.pub_grid = self.create_publisher(OccupancyGrid, "~/occupancy", grid_qos, event_callbacks=events())
-        self.pub_labels = self.create_publisher(UInt8MultiArray, "~/label_grid", out, event_callbacks=events())
+        self.pub_labels = self.create_publisher(Image, "~/label_grid", out, event_callbacks=events())
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.pub_time = self.create_publisher(Float64, "~/debug/processing_time_ms", 10)
         self.pub_latency = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", 10)
@@ -424,7 +424,7 @@ class OccDepthNode(Node):
         if r.cloud is not None:
             self.pub_cloud.publish(point_cloud2(r.cloud, header))
         if p.publish_label_grid and self.pub_labels.get_subscription_count() > 0:
-            self.pub_labels.publish(label_grid(r.prediction.labels))
+            self.pub_labels.publish(label_grid(r.prediction.labels, header))
         self.pub_grid.publish(occupancy_grid(r.bev, header))
         if r.voxels is not None and self._markers_due():
             groups = marker_groups(r.voxels, self.classes, max_voxels=p.marker_max_voxels)

@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sensor_msgs.msg import PointCloud2
-from std_msgs.msg import UInt8MultiArray
+from sensor_msgs.msg import Image, PointCloud2
 
 from ..classes import load_class_set
 from ..data.images import read_rgb
@@ -26,6 +25,7 @@ from ..data.synth.cli import main as synth_main
 from ..checkpoint import choose_weights
 from ..node.ros_node import OccDepthNode
 from ..resources import default_model_path
+from ..node.messages import label_grid_array
 from ..node.stereo_sync import stamp_to_ns
 from ..viz.render import render_panel
 from .kitti2bag import ConvertOptions, convert
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"calib_file": str(seq.path / "calib.txt"), "frame_id": "velodyne", "threads": args.threads}
     overrides.update({k: str(v) for k, v in (("checkpoint", args.checkpoint), ("preset", args.preset)) if v})
     overrides.update(parameter_overrides(args.set))
-    topics = {"cloud": (PointCloud2, "/occdepth_node/voxels"), "labels": (UInt8MultiArray, "/occdepth_node/label_grid")}
+    topics = {"cloud": (PointCloud2, "/occdepth_node/voxels"), "labels": (Image, "/occdepth_node/label_grid")}
     with NodeOnBag(bag, overrides, topics, args.domain_id) as run:
         stats, play_start = run.play(rate=args.rate)
         end = time.monotonic() + SETTLE_TIMEOUT_S
@@ -141,11 +141,11 @@ def report(args, clouds: list[tuple[float, int, int]], node: OccDepthNode, stats
         print(f"occupied voxels in the last cloud: {clouds[-1][2]}")
 
 
-def save_picture(msg: UInt8MultiArray | None, node: OccDepthNode, seq: KittiSequence, out: Path) -> None:
+def save_picture(msg: Image | None, node: OccDepthNode, seq: KittiSequence, out: Path) -> None:
     if msg is None:
         return
     cfg = node.processor.engine.cfg
-    labels = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(cfg.grid.dims)
+    labels = label_grid_array(msg)
     left = read_rgb(seq.image_paths(seq.frame_ids()[-1])[0])
     path = out / "demo.png"
     render_panel(labels, load_class_set(cfg.class_set), image=left, title=f"occdepth_node ({cfg.name})").save(path)

@@ -9,7 +9,6 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from std_msgs.msg import UInt8MultiArray
 
 from occdepth_ros.data.kitti_odometry import KittiSequence
 from occdepth_ros.data.synth.cli import main as synth_main
@@ -19,7 +18,7 @@ TIMEOUT_S = 60.0
 NS_PER_S = 1_000_000_000
 OUTPUT_TOPICS = {"cloud": (PointCloud2, "/occdepth_node/voxels"),
                  "grid": (OccupancyGrid, "/occdepth_node/occupancy"),
-                 "labels": (UInt8MultiArray, "/occdepth_node/label_grid"),
+                 "labels": (Image, "/occdepth_node/label_grid"),
                  "diag": (DiagnosticArray, "/diagnostics")}
 # Eager torch unless a test names a backend: node behaviour, not backend choice
 # (test_auto_backend.py), is under test here, and auto would export ONNX first.

@@ -158,6 +158,30 @@ class TestImageStreams:
         assert status.level in (bytes([Level.WARN]), bytes([Level.ERROR]))  # ERROR: over the time budget
 
 
+    def test_messages_lost_in_the_middleware_are_counted_and_named(self, exact: Watched) -> None:
+        """The message-lost event of an input subscription (what DDS reports when a best-effort
+        sample is lost in transit) reaches the drop counter, a warning and the diagnostics.
+        The event is delivered through the subscription's own registered handler; its data
+        (total_count, total_count_change) is what rclpy hands that handler."""
+        from types import SimpleNamespace
+
+        from rclpy.event_handler import QoSSubscriptionEventType
+
+        sub, _ = exact.node._subs["left_image"]
+        handlers = [h for h in sub.event_handlers
+                    if h.event_type == QoSSubscriptionEventType.RCL_SUBSCRIPTION_MESSAGE_LOST]
+        if not handlers:
+            pytest.skip("this middleware has no message-lost event (the node subscribes without it)")
+        before = exact.node.stats.drops["lost"]
+        handlers[0].callback(SimpleNamespace(total_count=3, total_count_change=3))
+        line = exact.wait_log("3 message(s) on /left/image_rect lost in the middleware")
+        assert line.level == WARN and exact.node.stats.drops["lost"] == before + 3
+        handlers[0].callback(SimpleNamespace(total_count=3, total_count_change=0))  # no news: not counted
+        assert exact.node.stats.drops["lost"] == before + 3
+        status = exact.wait_status(lambda s: any(kv.key == "dropped_lost" and int(kv.value) >= before + 3
+                                                 for kv in s.values))
+        assert status.level in (bytes([Level.WARN]), bytes([Level.ERROR]))  # ERROR: over the time budget
+
 @pytest.fixture(scope="class")
 def info_mode(sequence):
     """Calibration from camera_info, which nobody publishes; the right image on a wrong topic."""

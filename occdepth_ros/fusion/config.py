@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 # Map extent in x and y, metres (centred on the robot).
 DEFAULT_EXTENT_XY_M = 102.4
+OCCUPANCY_MODES = ("probability", "log_odds_mean", "log_odds_sum")
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,13 @@ class FusionConfig:
     # The total weight of a voxel is capped: older evidence is scaled down so the map
     # keeps adapting however long a voxel has been watched.
     max_weight: float = 8.0
-    # Occupied when the fused probability of "not empty" is at least this.
+    # Occupancy evidence: "probability" sums w * P(occupied) and compares the weighted
+    # mean with occupied_threshold; "log_odds_mean" sums w * logit(P) (clamped to
+    # +-log_odds_clamp) and compares the weighted mean with logit(occupied_threshold);
+    # "log_odds_sum" compares the weighted sum itself (evidence adds up, as in occupancy mapping).
+    occupancy: str = "probability"
+    log_odds_clamp: float = 4.0
+    # Occupied when the fused evidence of "not empty" reaches this probability.
     occupied_threshold: float = 0.5
     # Moving objects: when a new observation's most likely class is an occupied class
     # other than the voxel's fused class, with probability >= flip_confidence, the
@@ -61,9 +68,11 @@ class FusionConfig:
             raise ValueError(f"decay must be in (0, 1], got {self.decay}")
         if not 0.0 <= self.flip_keep <= 1.0:
             raise ValueError(f"flip_keep must be in [0, 1], got {self.flip_keep}")
-        for name in ("max_weight", "range_falloff_m", "range_power", "free_weight"):
+        for name in ("max_weight", "range_falloff_m", "range_power", "free_weight", "log_odds_clamp"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.occupancy not in OCCUPANCY_MODES:
+            raise ValueError(f"occupancy must be one of {OCCUPANCY_MODES}, got {self.occupancy!r}")
         if not 0.0 < self.occupied_threshold < 1.0:
             raise ValueError(f"occupied_threshold must be in (0, 1), got {self.occupied_threshold}")
 

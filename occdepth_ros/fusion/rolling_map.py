@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..geometry.poses import invert_rigid
 from .config import FusionConfig
 
 EMPTY = 0  # the class index of free space
@@ -182,6 +183,61 @@ class RollingSemanticMap:
                 slot += ring
         return inside, slot[inside]
 
+    def _correspondences(self, T: np.ndarray, seen: np.ndarray, grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(map slots, grid flat indices, weights) of one frame. A map as coarse as the grid
+        or coarser: each seen grid voxel goes to the map voxel holding its centre (push, one
+        pass over the voxels in view). A finer map: each map voxel in the grid box takes the
+        grid voxel holding its centre (pull), so no map voxel in view is skipped."""
+        view = self._grid_view(seen, grid)
+        if self.cfg.voxel_size >= float(grid.voxel_size) - 1e-9:
+            A, b = self._affine(T, grid)
+            A, b = A.astype(np.float32), b.astype(np.float32)  # window-relative: small numbers
+            i, j, k = view.ijk
+            u = []
+            for r in range(3):  # the operation order of render(): identical float32 rounding
+                row = i * A[r, 0]
+                row += b[r]
+                row += j * A[r, 1]
+                row += k * A[r, 2]
+                u.append(row)
+            inside, slots = self._slots(u)
+            return slots, view.flat[inside], view.weight[inside]
+        slots, flat = self._pull(T, grid)
+        keep = seen.reshape(-1)[flat]
+        slots, flat = slots[keep], flat[keep]
+        weight = np.zeros(seen.size, dtype=np.float32)
+        weight[view.flat] = view.weight
+        return slots, flat, weight[flat]
+
+    def _pull(self, T: np.ndarray, grid) -> tuple[np.ndarray, np.ndarray]:
+        """(map slots, grid flat indices): every window voxel whose centre lies in the grid
+        box, with the grid voxel that holds that centre."""
+        origin, dims, gvs = _grid_axes(grid)
+        vs = self.cfg.voxel_size
+        corners = np.array([[origin[0] + a * dims[0] * gvs, origin[1] + b * dims[1] * gvs, origin[2] + c * dims[2] * gvs]
+                            for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+        odom = corners @ T[:3, :3].T + T[:3, 3]
+        lo = np.maximum(np.floor(odom.min(0) / vs).astype(np.int64), self.origin)
+        hi = np.minimum(np.ceil(odom.max(0) / vs).astype(np.int64), self.origin + np.array(self.dims))
+        if np.any(hi <= lo):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        G = invert_rigid(T)  # grid index (continuous) = A @ odometry index + b
+        A = G[:3, :3] * (vs / gvs)
+        b = (G[:3, :3] @ np.full(3, 0.5 * vs) + G[:3, 3] - origin) / gvs
+        ranges = [np.arange(lo[a], hi[a]) for a in range(3)]
+        shape = tuple(len(r) for r in ranges)
+        g = [np.floor((A[r, 0] * ranges[0])[:, None, None] + (A[r, 1] * ranges[1])[None, :, None]
+                      + (A[r, 2] * ranges[2])[None, None, :] + b[r]).astype(np.int64) for r in range(3)]
+        inside = np.ones(shape, dtype=bool)
+        for a in range(3):
+            inside &= (g[a] >= 0) & (g[a] < dims[a])
+        sel = np.flatnonzero(inside)
+        flat = (g[0].reshape(-1)[sel] * dims[1] + g[1].reshape(-1)[sel]) * dims[2] + g[2].reshape(-1)[sel]
+        nx, ny, nz = self.dims
+        ai, aj, ak = np.unravel_index(sel, shape)
+        slots = ((ranges[0] % nx)[ai] * ny + (ranges[1] % ny)[aj]) * nz + (ranges[2] % nz)[ak]
+        return slots, flat
+
     # -- evidence ------------------------------------------------------------------
     def integrate(self, probs: np.ndarray, seen: np.ndarray, T_odom_from_grid: np.ndarray, grid,
                   labels: np.ndarray | None = None) -> IntegrateStats:
@@ -202,20 +258,7 @@ class RollingSemanticMap:
         cfg = self.cfg
         self.frame += 1
         shift, cleared = self.move_window(self.window_origin_for(T))
-        view = self._grid_view(seen, grid)
-        A, b = self._affine(T, grid)
-        A, b = A.astype(np.float32), b.astype(np.float32)  # window-relative: small numbers
-        i, j, k = view.ijk
-        u = []
-        for r in range(3):
-            row = i * A[r, 0]
-            row += j * A[r, 1]
-            row += k * A[r, 2]
-            row += b[r]
-            u.append(row)
-        inside, slots = self._slots(u)
-        flat = view.flat[inside]
-        w = view.weight[inside]
+        slots, flat, w = self._correspondences(T, seen, grid)
 
         flat_probs = probs.reshape(self.num_classes, -1)
         p_occ = (1.0 - flat_probs[EMPTY][flat]).astype(np.float32)
@@ -231,7 +274,7 @@ class RollingSemanticMap:
         # Moving objects: a confident occupied class that differs from the fused one.
         flip = (self._label[slots] != EMPTY) & (cls != cls_a) & (p_cls >= cfg.flip_confidence) & (cls != EMPTY)
         fade[flip] *= np.float32(cfg.flip_keep)
-        occ = occ * fade + w * p_occ
+        occ = occ * fade + w * self._occupancy_evidence(p_occ)
         total = total * fade + w
         ev_a *= fade
         ev_b *= fade
@@ -256,11 +299,29 @@ class RollingSemanticMap:
         self._occ[slots], self._total[slots], self._stamp[slots] = occ, total, self.frame
         self._cls[0, slots], self._cls[1, slots] = cls_a, cls_b
         self._ev[0, slots], self._ev[1, slots] = ev_a, ev_b
-        occupied = occ >= np.float32(cfg.occupied_threshold) * total
-        self._label[slots] = np.where(occupied, cls_a, EMPTY)
+        self._label[slots] = np.where(self._is_occupied(occ, total), cls_a, EMPTY)
         n_flip = int(np.count_nonzero(flip))
         self.flips += n_flip
         return IntegrateStats(updated=int(len(slots)), flips=n_flip, window_shift=shift, cleared_slots=cleared)
+
+    def _occupancy_evidence(self, p_occ: np.ndarray) -> np.ndarray:
+        """What one observation adds (times its weight) to a voxel's occupancy sum."""
+        if self.cfg.occupancy == "probability":
+            return p_occ
+        lim = np.float32(self.cfg.log_odds_clamp)
+        p = np.clip(p_occ, np.float32(1e-6), np.float32(1 - 1e-6))
+        return np.clip(np.log(p / (1 - p)), -lim, lim)
+
+    def _is_occupied(self, occ: np.ndarray, total: np.ndarray) -> np.ndarray:
+        """Fused occupancy decision from a voxel's sums (see ``FusionConfig.occupancy``)."""
+        thr = self.cfg.occupied_threshold
+        mode = self.cfg.occupancy
+        if mode == "probability":
+            return (occ >= np.float32(thr) * total) & (total > 0)
+        logit = np.float32(np.log(thr / (1 - thr)))
+        if mode == "log_odds_mean":
+            return (occ >= logit * total) & (total > 0)
+        return (occ >= logit) & (total > 0)  # log_odds_sum
 
     def _top_classes(self, flat_probs: np.ndarray, flat: np.ndarray, labels: np.ndarray | None,
                      p_occ: np.ndarray) -> np.ndarray:

@@ -1,0 +1,234 @@
+"""The rolling semantic map: recovery of a static scene, round trips at voxel centres,
+bounded memory under window motion and decay, the flip rule for moving objects.
+
+References are independent: float64 slow loops over voxels and hand-computed evidence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers.fusion_scenes import (K, SMALL_GRID, frame_probs, grid_centres_odom, wedge_seen, world_class,
+                                   yaw_pose, yaw_pose_any)
+from occdepth_ros.fusion import FusionConfig, RollingSemanticMap
+from occdepth_ros.fusion.rolling_map import EMPTY
+from occdepth_ros.model.config import GridConfig
+
+VS = SMALL_GRID.voxel_size
+
+
+def small_cfg(**kw) -> FusionConfig:
+    return FusionConfig.for_grid(SMALL_GRID, extent_xy_m=16.0, **kw)
+
+
+def test_for_grid_takes_the_grid_voxel_size_and_height_band() -> None:
+    grid = GridConfig(origin=(0.0, -25.6, -2.0), dims=(128, 128, 16), voxel_size=0.4, project_scale=2)
+    cfg = FusionConfig.for_grid(grid)
+    assert cfg.voxel_size == 0.4 and (cfg.z_min_m, cfg.z_max_m) == (-2.0, pytest.approx(4.4))
+    assert cfg.dims == (256, 256, 16)  # 102.4 m / 0.4 m, the band 6.4 m / 0.4 m
+
+
+def test_static_scene_seen_from_several_poses_is_recovered_exactly_where_seen() -> None:
+    m = RollingSemanticMap(small_cfg(), K)
+    seen = wedge_seen(SMALL_GRID)
+    poses = [yaw_pose(q, t, VS) for q, t in [(0, (0, 0, 0)), (0, (3, 1, 0)), (1, (5, -2, 0)), (3, (2, 4, 1)),
+                                             (2, (9, 0, 0))]]
+    observed: set[tuple[int, int, int]] = set()  # odometry voxels some frame saw (slow float64 loop)
+    for T in poses:
+        m.integrate(frame_probs(SMALL_GRID, T, VS), seen, T, SMALL_GRID)
+        # The window, as documented: x, y centred on the robot, z from the band below it.
+        n = m.dims
+        lo = (int(np.floor(T[0, 3] / VS + 0.5)) - n[0] // 2, int(np.floor(T[1, 3] / VS + 0.5)) - n[1] // 2,
+              int(np.floor((T[2, 3] + m.cfg.z_min_m) / VS + 0.5)))
+        observed = {v for v in observed if all(lo[a] <= v[a] < lo[a] + n[a] for a in range(3))}
+        centres = grid_centres_odom(SMALL_GRID, T)
+        for ijk in zip(*np.nonzero(seen)):
+            observed.add(tuple(int(v) for v in np.floor(centres[ijk] / VS)))
+    T_view = yaw_pose(0, (4, 0, 0), VS)
+    labels, known = m.render(T_view, SMALL_GRID)
+    centres = grid_centres_odom(SMALL_GRID, T_view)
+    n_known = 0
+    for ijk in np.ndindex(*SMALL_GRID.dims):
+        idx = tuple(int(v) for v in np.floor(centres[ijk] / VS))
+        expect_known = idx in observed
+        assert known[ijk] == expect_known, ijk
+        if expect_known:
+            n_known += 1
+            assert labels[ijk] == world_class(np.array(idx)), ijk
+        else:
+            assert labels[ijk] == EMPTY
+    assert 0 < n_known < labels.size  # both cases occur
+
+
+@pytest.mark.parametrize("quarter", [0, 1, 2, 3])
+def test_pose_round_trip_is_exact_at_voxel_centres(quarter: int) -> None:
+    T = yaw_pose(quarter, (7, -3, 1), VS)
+    probs = frame_probs(SMALL_GRID, T, VS)
+    seen = np.ones(SMALL_GRID.dims, dtype=bool)
+    m = RollingSemanticMap(small_cfg(), K)
+    m.integrate(probs, seen, T, SMALL_GRID)
+    labels, known = m.render(T, SMALL_GRID)
+    assert known.all()
+    np.testing.assert_array_equal(labels, probs.argmax(0))
+    # The published voxels are the occupied grid voxel centres, in the odometry frame.
+    centres, cls = m.occupied()
+    expect = grid_centres_odom(SMALL_GRID, T)[probs.argmax(0) != EMPTY]
+    order = np.lexsort(centres.T), np.lexsort(expect.T)
+    np.testing.assert_allclose(centres[order[0]], expect[order[1]], atol=1e-5)
+    np.testing.assert_array_equal(cls[order[0]], world_class(np.floor(expect[order[1]] / VS).astype(int)))
+
+
+def test_round_trip_at_any_pose_where_a_map_voxel_took_one_grid_voxel() -> None:
+    """Off the lattice nearest resampling may land two grid voxels in one map voxel; every
+    grid voxel whose map voxel took it alone reads back its own class."""
+    T = yaw_pose_any(0.37, (1.13, -0.71, 0.05))
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(K) * 0.3, size=SMALL_GRID.dims).astype(np.float32).transpose(3, 0, 1, 2)
+    seen = np.ones(SMALL_GRID.dims, dtype=bool)
+    m = RollingSemanticMap(small_cfg(occupied_threshold=0.5), K)
+    m.integrate(probs, seen, T, SMALL_GRID)
+    labels, known = m.render(T, SMALL_GRID)
+    idx = np.floor(grid_centres_odom(SMALL_GRID, T) / VS).astype(np.int64).reshape(-1, 3)
+    _, inverse, counts = np.unique(idx, axis=0, return_inverse=True, return_counts=True)
+    alone = (counts[inverse.reshape(-1)] == 1).reshape(SMALL_GRID.dims)
+    p_occ = 1.0 - probs[0].astype(np.float64)
+    expect = np.where(p_occ >= 0.5, probs[1:].argmax(0) + 1, EMPTY)
+    assert alone.sum() > 0.5 * alone.size
+    assert known.all()
+    np.testing.assert_array_equal(labels[alone], expect[alone])
+
+
+def test_decay_is_applied_lazily_as_hand_computed() -> None:
+    """One voxel seen occupied (0.9), then k frames unseen, then seen empty (P(occ) 0.2):
+    the fused fraction is (d^(k+1) w 0.9 + w 0.2) / (d^(k+1) w + w), w equal at the same pose."""
+    seen_one = np.zeros(SMALL_GRID.dims, dtype=bool)
+    seen_one[5, 6, 2] = True
+    nothing = np.zeros_like(seen_one)
+    T = np.eye(4)
+    for k, d in [(0, 0.9), (2, 0.9), (6, 0.9), (3, 0.5)]:
+        m = RollingSemanticMap(small_cfg(decay=d, max_weight=100.0), K)
+        first = np.zeros((K, *SMALL_GRID.dims), np.float32)
+        first[0], first[2] = 0.1, 0.9
+        second = np.zeros_like(first)
+        second[0], second[2] = 0.8, 0.2
+        m.integrate(first, seen_one, T, SMALL_GRID)
+        for _ in range(k):
+            m.integrate(first, nothing, T, SMALL_GRID)
+        m.integrate(second, seen_one, T, SMALL_GRID)
+        fade = d ** (k + 1)
+        expect = (fade * 0.9 + 0.2) / (fade + 1.0)
+        labels, known = m.render(T, SMALL_GRID)
+        assert known[5, 6, 2] and known.sum() == 1
+        assert labels[5, 6, 2] == (2 if expect >= 0.5 else EMPTY), (k, d, expect)
+    assert (0.9 ** 1 * 0.9 + 0.2) / 1.9 > 0.5 > (0.9 ** 7 * 0.9 + 0.2) / (0.9 ** 7 + 1)  # both outcomes tested
+
+
+def test_window_motion_and_decay_keep_memory_bounded_over_10000_frames() -> None:
+    grid = GridConfig(origin=(0.0, -0.8, -0.4), dims=(4, 4, 2), voxel_size=0.4, project_scale=2)
+    cfg = FusionConfig.for_grid(grid, extent_xy_m=4.0, decay=0.95)
+    m = RollingSemanticMap(cfg, K)
+    start = m.memory_bytes()
+    seen = np.ones(grid.dims, dtype=bool)
+    window = int(np.prod(cfg.dims))
+    pose = np.eye(4)
+    step = yaw_pose_any(0.013, (0.37, 0.0, 0.0))
+    max_observed = 0
+    for i in range(10_000):
+        pose = pose @ step
+        stats = m.integrate(frame_probs(grid, pose, cfg.voxel_size), seen, pose, grid)
+        assert stats.updated <= int(np.prod(grid.dims))
+        if i % 500 == 0:
+            max_observed = max(max_observed, m.observed_voxels())
+            assert m.memory_bytes() == start
+    assert m.memory_bytes() == start
+    assert 0 < max_observed <= window
+    # The robot drove a circle of ~280 m: the start is far behind, out of the window.
+    _, known = m.render(np.eye(4), grid)
+    assert not known.any() or np.linalg.norm(pose[:2, 3]) < cfg.extent_xy_m
+
+
+def test_slabs_that_leave_the_window_are_cleared_and_come_back_unknown() -> None:
+    m = RollingSemanticMap(small_cfg(), K)
+    seen = np.ones(SMALL_GRID.dims, dtype=bool)
+    T0 = np.eye(4)
+    m.integrate(frame_probs(SMALL_GRID, T0, VS), seen, T0, SMALL_GRID)
+    n_window = m.dims[0]
+    far = yaw_pose(0, (n_window + 20, 0, 0), VS)  # beyond a whole window ahead
+    stats = m.integrate(frame_probs(SMALL_GRID, far, VS), seen, far, SMALL_GRID)
+    assert stats.window_shift[0] == n_window + 20 and stats.cleared_slots == int(np.prod(m.dims))
+    back = RollingSemanticMap(small_cfg(), K)
+    back.integrate(frame_probs(SMALL_GRID, far, VS), seen, far, SMALL_GRID)
+    assert m.observed_voxels() == back.observed_voxels()  # nothing of the start survived
+    _, known = m.render(T0, SMALL_GRID)
+    assert not known.any()
+    # A short move clears exactly the slabs that left: 3 x-slabs of the window.
+    m2 = RollingSemanticMap(small_cfg(), K)
+    m2.integrate(frame_probs(SMALL_GRID, T0, VS), seen, T0, SMALL_GRID)
+    stats = m2.integrate(frame_probs(SMALL_GRID, T0, VS), np.zeros_like(seen), yaw_pose(0, (3, 0, 0), VS), SMALL_GRID)
+    assert stats.window_shift == (3, 0, 0) and stats.cleared_slots == 3 * m2.dims[1] * m2.dims[2]
+
+
+def _one_voxel_frame(cls: int, p: float) -> np.ndarray:
+    probs = np.full((K, *SMALL_GRID.dims), (1.0 - p) / (K - 1), np.float32)
+    probs[cls] = p
+    return probs
+
+
+@pytest.mark.parametrize("flip_keep, confidence, expect_cls, expect_flips", [
+    (0.0, 0.95, 4, 1),  # a confident new class: the old evidence is dropped, the class flips at once
+    (1.0, 0.95, 1, 1),  # kept evidence: five car frames outweigh one person frame
+    (0.0, 0.55, 1, 0),  # below flip_confidence: no flip, the car stays
+])
+def test_flip_rule_for_moving_objects(flip_keep: float, confidence: float, expect_cls: int, expect_flips: int) -> None:
+    seen = np.zeros(SMALL_GRID.dims, dtype=bool)
+    seen[3, 3, 1] = True
+    m = RollingSemanticMap(small_cfg(flip_keep=flip_keep, flip_confidence=0.9, decay=1.0), K)
+    T = np.eye(4)
+    for _ in range(5):
+        m.integrate(_one_voxel_frame(1, 0.9), seen, T, SMALL_GRID)
+    assert m.flips == 0
+    stats = m.integrate(_one_voxel_frame(4, confidence), seen, T, SMALL_GRID)
+    labels, _ = m.render(T, SMALL_GRID)
+    assert labels[3, 3, 1] == expect_cls
+    assert stats.flips == m.flips == (expect_flips if confidence >= 0.9 else 0)
+
+
+def test_reset_forgets_and_counts() -> None:
+    m = RollingSemanticMap(small_cfg(), K)
+    seen = np.ones(SMALL_GRID.dims, dtype=bool)
+    m.integrate(frame_probs(SMALL_GRID, np.eye(4), VS), seen, np.eye(4), SMALL_GRID)
+    assert m.observed_voxels() > 0
+    m.reset()
+    assert m.observed_voxels() == 0 and m.resets == 1 and m.occupied()[0].shape == (0, 3)
+    assert not m.render(np.eye(4), SMALL_GRID)[1].any()
+
+
+def test_bad_input_is_refused_with_a_clear_error() -> None:
+    m = RollingSemanticMap(small_cfg(), K)
+    probs = frame_probs(SMALL_GRID, np.eye(4), VS)
+    seen = np.ones(SMALL_GRID.dims, dtype=bool)
+    with pytest.raises(ValueError, match="probs has shape"):
+        m.integrate(probs[:3], seen, np.eye(4), SMALL_GRID)
+    with pytest.raises(ValueError, match="seen must be a bool array"):
+        m.integrate(probs, seen.astype(np.uint8), np.eye(4), SMALL_GRID)
+    bad = np.eye(4)
+    bad[0, 3] = np.nan
+    with pytest.raises(ValueError, match="finite 4x4"):
+        m.integrate(probs, seen, bad, SMALL_GRID)
+    with pytest.raises(ValueError, match="decay"):
+        FusionConfig(decay=0.0)
+    with pytest.raises(ValueError, match="occupancy must be one of"):
+        FusionConfig(occupancy="max")
+
+
+def test_labels_argument_gives_the_same_map_as_the_slow_path() -> None:
+    rng = np.random.default_rng(5)
+    seen = wedge_seen(SMALL_GRID)
+    fast, slow = RollingSemanticMap(small_cfg(), K), RollingSemanticMap(small_cfg(), K)
+    for i in range(4):
+        probs = rng.dirichlet(np.ones(K) * 0.4, size=SMALL_GRID.dims).astype(np.float32).transpose(3, 0, 1, 2).copy()
+        T = yaw_pose_any(0.1 * i, (0.9 * i, 0.2 * i, 0.0))
+        fast.integrate(probs, seen, T, SMALL_GRID, labels=probs.argmax(0).astype(np.uint8))
+        slow.integrate(probs, seen, T, SMALL_GRID)
+    for a, b in zip(fast.render(T, SMALL_GRID), slow.render(T, SMALL_GRID)):
+        np.testing.assert_array_equal(a, b)

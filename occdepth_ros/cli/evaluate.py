@@ -1,7 +1,9 @@
 """occdepth-eval: SemanticKITTI SC/SSC metrics over the labelled frames of KITTI-layout
 sequences, of a model (or the SGBM baseline) run on the images, or of existing .label
 predictions (--predictions DIR holding sequences/NN/predictions/XXXXXX.label, as
-occdepth-predict or any other method writes them); prints the per-class table."""
+occdepth-predict or any other method writes them); prints the per-class table.
+--fuse runs the model over every frame in order, fuses the frames into the temporal map
+with the sequences' poses, and scores the fused map beside the single frames."""
 
 from __future__ import annotations
 
@@ -39,7 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int)
     p.add_argument("--threads", type=int)
     p.add_argument("--json", help="also write the metrics here")
+    p.add_argument("--fuse", action="store_true",
+                   help="also score the temporal map: every frame fused with the sequence's poses.txt, scored at the "
+                        "labelled frames beside the single-frame prediction (docs/MODEL_CARD.md, Temporal fusion)")
+    p.add_argument("--odometry-noise", action="store_true",
+                   help="with --fuse: also fuse with injected odometry drift (1%% of distance, 0.5 deg per 10 m)")
+    p.add_argument("--noise-seed", type=int, default=0, help="seed of the injected drift's signs")
     return p
+
+
+def metrics_json(result: SSCResult, class_set: ClassSet) -> dict:
+    """The metrics block of the JSON report."""
+    return {"sc_iou": result.sc_iou, "sc_precision": result.sc_precision, "sc_recall": result.sc_recall,
+            "miou": result.miou, "class_iou": dict(zip(class_set.names, map(float, result.class_iou)))}
 
 
 def report(result: SSCResult, class_set: ClassSet, name: str, data: str, sequences: list[str], n_frames: int,
@@ -50,9 +64,42 @@ def report(result: SSCResult, class_set: ClassSet, name: str, data: str, sequenc
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps({
-            "model": name, "sequences": sequences, "frames": n_frames,
-            "sc_iou": result.sc_iou, "sc_precision": result.sc_precision, "sc_recall": result.sc_recall,
-            "miou": result.miou, "class_iou": dict(zip(class_set.names, map(float, result.class_iou))),
+            "model": name, "sequences": sequences, "frames": n_frames, **metrics_json(result, class_set),
+        }, indent=1))
+
+
+def report_fused(scores, class_set: ClassSet, name: str, data: str, sequences: list[str],
+                 json_path: str | None) -> None:
+    """--fuse: a table per variant (single frame, fused, fused with drift), a per-sequence
+    summary and, if asked, the JSON holding all of them."""
+    from ..eval.fused import SINGLE
+
+    titles = {"single": "single frame", "fused": "fused (temporal map)",
+              "fused_drift": "fused with odometry drift (1 % of distance, 0.5 deg per 10 m)"}
+    print(f"\n{name} on {data} sequences {' '.join(sequences)}: {scores.frames_scored} labelled frames scored, "
+          f"{scores.frames_fused} frames fused\n")
+    for variant, result in scores.total.items():
+        print(f"{titles[variant]}:\n")
+        print(format_table(result, class_set.names))
+        print()
+    variants = list(scores.total)
+    print("SC IoU / mIoU (%) | " + " | ".join(titles[v] for v in variants))
+    for seq, res in [*scores.per_sequence.items(), ("all", scores.total)]:
+        print(f"{seq} | " + " | ".join(f"{100 * res[v].sc_iou:.2f} / {100 * res[v].miou:.2f}" for v in variants))
+    single = scores.total[SINGLE]
+    for v in variants[1:]:
+        r = scores.total[v]
+        print(f"{titles[v]} - single frame: SC IoU {100 * (r.sc_iou - single.sc_iou):+.2f}, "
+              f"mIoU {100 * (r.miou - single.miou):+.2f}")
+    print(f"fusion (integrate + render) median {scores.fusion_ms_median:.1f} ms per frame")
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps({
+            "model": name, "sequences": sequences, "frames": scores.frames_scored,
+            "frames_fused": scores.frames_fused, "fusion_ms_median": scores.fusion_ms_median,
+            **{v: metrics_json(r, class_set) for v, r in scores.total.items()},
+            "per_sequence": {seq: {v: metrics_json(r, class_set) for v, r in res.items()}
+                             for seq, res in scores.per_sequence.items()},
         }, indent=1))
 
 
@@ -62,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     sequences = [sequence_name(s) for s in args.sequences]
     stride_and_cap = (args.frame_stride, args.max_frames)
     try:
+        if args.odometry_noise and not args.fuse:
+            raise ValueError("--odometry-noise drifts the poses the temporal map fuses; it needs --fuse")
+        if args.fuse and (args.predictions or args.baseline):
+            raise ValueError("--fuse fuses the model's class probabilities; --predictions and --baseline have none")
+        if args.fuse and (args.frame_stride != 1 or args.max_frames is not None):
+            raise ValueError("--fuse runs every frame of each sequence in order; --frame-stride and --max-frames "
+                             "would break the sequence")
         if args.predictions:
             if args.preset:
                 raise ValueError("--preset names a model; --predictions scores files, no model runs")
@@ -88,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
                                              precision=args.precision)
                     name = f"{backend.cfg.name} ({checkpoint}; {backend.describe()})"
                     engine = StereoInference(backend, threads=args.threads)
+                if args.fuse:
+                    from ..eval.fused import evaluate_fused
+
+                    scores = evaluate_fused(engine, args.data, sequences, class_set,
+                                            odometry_noise=args.odometry_noise, noise_seed=args.noise_seed)
+                    report_fused(scores, class_set, name, args.data, sequences, args.json)
+                    return 0
                 predict = model_predictor(engine)
             result, n_frames = evaluate(predict, args.data, sequences, class_set, *stride_and_cap)
     except (CheckpointError, ConfigError, FileNotFoundError, ValueError, BackendError) as exc:

@@ -1,0 +1,124 @@
+"""Score the temporal map: run a model over every frame of each sequence in order, fuse the
+frames into a ``RollingSemanticMap`` through the sequence's poses, and at every labelled
+frame score both the frame's own prediction and the fused map rendered into that frame's
+grid, with the benchmark metrics of ``score_frames``.
+
+Where the map does not know a voxel (outside its window, or never seen) the fused score
+falls back to the frame's own prediction. Poses are KITTI ``poses.txt`` (camera 0) brought
+to the grid frame through the calibration's ``T_grid_to_ref``; optionally also fused with
+injected odometry drift (``odometry_noise``) to show how the map degrades.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..classes import ClassSet
+from ..data.kitti_odometry import KittiSequence
+from ..data.semantic_kitti import read_frame_target, semantic_kitti_factor, upsample_labels
+from ..fusion import FusionConfig, RollingSemanticMap, drifted_poses
+from ..geometry.poses import grid_poses_from_camera_poses
+from ..inference import StereoInference
+from .evaluate import FrameError, sequence_name
+from .frames import StereoFrameReader
+from .metrics import SSCMetrics, SSCResult
+
+SINGLE, FUSED, FUSED_DRIFT = "single", "fused", "fused_drift"
+
+
+@dataclass
+class FusedScores:
+    """Scores of one run: per variant over all sequences, and per sequence."""
+
+    total: dict[str, SSCResult]
+    per_sequence: dict[str, dict[str, SSCResult]]
+    frames_scored: int
+    frames_fused: int
+    fusion_ms: list[float] = field(default_factory=list)  # integrate + render, per fused frame
+
+    @property
+    def fusion_ms_median(self) -> float:
+        return float(np.median(self.fusion_ms)) if self.fusion_ms else 0.0
+
+
+def sequence_grid_poses(seq: KittiSequence, T_grid_to_ref: np.ndarray, n_frames: int) -> np.ndarray:
+    """Grid poses in the odometry frame (the first frame's grid frame) of every frame."""
+    if not seq.has_poses():
+        raise FileNotFoundError(f"{seq.path / 'poses.txt'}: fusion needs the sequence's poses")
+    poses = seq.poses()
+    if len(poses) < n_frames:
+        raise ValueError(f"{seq.path / 'poses.txt'} has {len(poses)} poses for {n_frames} frames")
+    return grid_poses_from_camera_poses(poses[:n_frames], T_grid_to_ref)
+
+
+def evaluate_fused(engine: StereoInference, root: str | Path, sequences: list[str], class_set: ClassSet,
+                   fusion_cfg: FusionConfig | None = None, odometry_noise: bool = False, noise_seed: int = 0,
+                   progress: bool = True) -> FusedScores:
+    """See the module docstring. ``fusion_cfg`` defaults to ``FusionConfig.for_grid`` of the
+    model's grid."""
+    grid = engine.cfg.grid
+    k = semantic_kitti_factor(grid.origin, grid.extent, grid.voxel_size)  # raises, naming the grid
+    cfg = fusion_cfg or FusionConfig.for_grid(grid)
+    variants = [SINGLE, FUSED] + ([FUSED_DRIFT] if odometry_noise else [])
+    seqs = [KittiSequence(Path(root), sequence_name(s)) for s in sequences]
+    plans = []
+    for seq in seqs:  # check every sequence before the first model pass
+        frames = seq.frame_ids()
+        labelled = set(seq.labelled_frames())
+        if not labelled:
+            raise FileNotFoundError(f"no labelled frames in {seq.path}")
+        if not seq.has_poses():
+            raise FileNotFoundError(f"{seq.path / 'poses.txt'}: fusion needs the sequence's poses")
+        plans.append((seq, frames, labelled))
+    total = {v: SSCMetrics(class_set.n_classes, class_set.ignore_index) for v in variants}
+    per_seq: dict[str, dict[str, SSCResult]] = {}
+    reader = StereoFrameReader()
+    timings: list[float] = []
+    scored = fused_frames = 0
+    bar = tqdm(total=sum(len(f) for _, f, _ in plans), desc="occdepth-eval --fuse", unit="frame",
+               disable=not progress)
+    for seq, frames, labelled in plans:
+        metrics = {v: SSCMetrics(class_set.n_classes, class_set.ignore_index) for v in variants}
+        maps = {v: RollingSemanticMap(cfg, class_set.n_classes) for v in variants if v != SINGLE}
+        poses = drift = None
+        for i, frame in enumerate(frames):
+            bar.set_postfix_str(f"{seq.sequence}/{frame}", refresh=False)
+            try:
+                left, right, calib = reader.read(seq, frame)
+                engine.set_calibration(calib)
+                if poses is None:
+                    poses = {FUSED: sequence_grid_poses(seq, calib.T_grid_to_ref, len(frames))}
+                    if odometry_noise:
+                        poses[FUSED_DRIFT] = drifted_poses(poses[FUSED], seed=noise_seed)
+                pred = engine.predict([left, right], with_confidence=False, with_probs=True)
+            except ValueError as exc:
+                raise FrameError(f"sequence {seq.sequence} frame {frame}: {exc}") from exc
+            is_labelled = frame in labelled
+            target = read_frame_target(seq.voxel_dir, frame, class_set) if is_labelled else None
+            if is_labelled:
+                single = upsample_labels(pred.labels, k)
+                metrics[SINGLE].add(single, target)
+                total[SINGLE].add(single, target)
+            for variant, fmap in maps.items():
+                start = time.perf_counter()
+                fmap.integrate(pred.probs, pred.seen, poses[variant][i], grid, labels=pred.labels)
+                if is_labelled:
+                    labels, known = fmap.render(poses[variant][i], grid)
+                    fused = np.where(known, labels, pred.labels)
+                if variant == FUSED:
+                    timings.append(1e3 * (time.perf_counter() - start))
+                if is_labelled:
+                    up = upsample_labels(fused, k)
+                    metrics[variant].add(up, target)
+                    total[variant].add(up, target)
+            scored += is_labelled
+            fused_frames += 1
+            bar.update()
+        per_seq[seq.sequence] = {v: m.compute() for v, m in metrics.items()}
+    bar.close()
+    return FusedScores({v: m.compute() for v, m in total.items()}, per_seq, scored, fused_frames, timings)

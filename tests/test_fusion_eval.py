@@ -1,0 +1,132 @@
+"""occdepth-eval --fuse on a generated sequence: both scores written; the single-frame score
+is plain occdepth-eval's; the fused score is that of the temporal map driven through the
+package's public pieces frame by frame; bad combinations are refused by name."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers.tiny_model import save_tiny_model
+
+from occdepth_ros.checkpoint import load_model
+from occdepth_ros.classes import load_class_set
+from occdepth_ros.cli.evaluate import main as eval_main
+from occdepth_ros.data.kitti_odometry import KittiSequence
+from occdepth_ros.data.semantic_kitti import read_frame_target, upsample_labels
+from occdepth_ros.data.synth.cli import main as synth_main
+from occdepth_ros.eval.frames import StereoFrameReader
+from occdepth_ros.eval.metrics import SSCMetrics
+from occdepth_ros.fusion import FusionConfig, RollingSemanticMap
+from occdepth_ros.inference import StereoInference
+
+FRAMES = 5
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    """Five frames driving forward, ground truth at frames 0, 2 and 4."""
+    root = tmp_path_factory.mktemp("fuse_synth")
+    assert synth_main(["--out", str(root), "--sequences", "00", "--frames", str(FRAMES), "--seed", "7",
+                       "--voxel-every", "2", "--image-size", "96", "320"]) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_fuse") / "tiny.safetensors", seed=4)
+
+
+def _eval(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = eval_main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_fuse_writes_both_scores_and_the_single_frame_score_is_plain_eval(root, tiny, tmp_path, capsys) -> None:
+    base = ["--data", str(root), "--sequences", "00", "--checkpoint", str(tiny)]
+    code, out, err = _eval([*base, "--fuse", "--odometry-noise", "--json", str(tmp_path / "fused.json")], capsys)
+    assert code == 0, err
+    code, _, err = _eval([*base, "--json", str(tmp_path / "plain.json")], capsys)
+    assert code == 0, err
+    fused, plain = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("fused", "plain"))
+    assert fused["frames"] == plain["frames"] == 3 and fused["frames_fused"] == FRAMES
+    metric_keys = {"sc_iou", "sc_precision", "sc_recall", "miou", "class_iou"}
+    assert fused["single"] == {k: plain[k] for k in metric_keys}
+    for variant in ("fused", "fused_drift"):
+        assert set(fused[variant]) == metric_keys
+        assert 0.0 <= fused[variant]["sc_iou"] <= 1.0
+    assert fused["per_sequence"]["00"]["single"] == fused["single"]
+    assert fused["fusion_ms_median"] > 0
+    assert "fused (temporal map):" in out and "single frame:" in out and "odometry drift" in out
+
+
+def test_fused_score_is_the_temporal_map_driven_frame_by_frame(root, tiny, tmp_path, capsys) -> None:
+    """Independent of the evaluation loop: the public pieces, frame by frame, in order."""
+    code, _, err = _eval(["--data", str(root), "--sequences", "00", "--checkpoint", str(tiny), "--fuse",
+                          "--json", str(tmp_path / "fused.json")], capsys)
+    assert code == 0, err
+    reported = json.loads((tmp_path / "fused.json").read_text())["fused"]
+    cs = load_class_set()
+    engine = StereoInference(load_model(tiny))
+    grid = engine.cfg.grid
+    fmap = RollingSemanticMap(FusionConfig.for_grid(grid), cs.n_classes)
+    seq = KittiSequence(root, "00")
+    reader = StereoFrameReader()
+    metrics = SSCMetrics(cs.n_classes, cs.ignore_index)
+    calib = reader.read(seq, "000000")[2]
+    # odometry = the first grid frame: T = inv(Tr) @ cam0 pose @ Tr, in float64
+    Tr = np.asarray(calib.T_grid_to_ref, np.float64)
+    poses = [np.linalg.inv(Tr) @ P @ Tr for P in seq.poses()]
+    for i, frame in enumerate(seq.frame_ids()):
+        left, right, calib = reader.read(seq, frame)
+        engine.set_calibration(calib)
+        pred = engine.predict([left, right], with_confidence=False, with_probs=True)
+        fmap.integrate(pred.probs, pred.seen, poses[i], grid)  # the slow path: no labels passed
+        if frame in seq.labelled_frames():
+            labels, known = fmap.render(poses[i], grid)
+            factor = round(grid.voxel_size / 0.2)
+            metrics.add(upsample_labels(np.where(known, labels, pred.labels), factor),
+                        read_frame_target(seq.voxel_dir, frame, cs))
+    ours = metrics.compute()
+    assert reported["sc_iou"] == pytest.approx(ours.sc_iou, abs=1e-12)
+    assert reported["miou"] == pytest.approx(ours.miou, abs=1e-12)
+
+
+def test_probs_are_the_softmax_and_default_predictions_are_unchanged(root, tiny) -> None:
+    engine = StereoInference(load_model(tiny))
+    left, right, calib = StereoFrameReader().read(KittiSequence(root, "00"), "000001")
+    engine.set_calibration(calib)
+    plain = engine.predict([left, right])
+    with_probs = engine.predict([left, right], with_probs=True)
+    assert plain.probs is None and with_probs.probs.dtype == np.float32
+    logits = engine.logits([left, right])[0].double().numpy()
+    ref = np.exp(logits - logits.max(0))
+    ref /= ref.sum(0)
+    np.testing.assert_allclose(with_probs.probs, ref, atol=1e-6)
+    np.testing.assert_array_equal(with_probs.labels, plain.labels)
+    np.testing.assert_allclose(with_probs.probs.max(0), plain.confidence, atol=1e-6)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--odometry-noise"], "needs --fuse"),
+    (["--fuse", "--frame-stride", "2"], "every frame of each sequence in order"),
+    (["--fuse", "--baseline", "sgbm"], "have none"),
+])
+def test_bad_combinations_are_refused(root, tiny, capsys, extra, message) -> None:
+    argv = ["--data", str(root), "--sequences", "00", *extra]
+    if "--baseline" not in extra:
+        argv += ["--checkpoint", str(tiny)]
+    code, _, err = _eval(argv, capsys)
+    assert code == 2 and message in err
+
+
+def test_a_sequence_without_poses_is_refused_by_name(root, tiny, tmp_path, capsys) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    (copy / "sequences" / "00" / "poses.txt").unlink()
+    code, _, err = _eval(["--data", str(copy), "--sequences", "00", "--checkpoint", str(tiny), "--fuse"], capsys)
+    assert code == 2 and "poses.txt" in err and "fusion needs" in err

@@ -106,7 +106,7 @@ def test_decay_is_applied_lazily_as_hand_computed() -> None:
     nothing = np.zeros_like(seen_one)
     T = np.eye(4)
     for k, d in [(0, 0.9), (2, 0.9), (6, 0.9), (3, 0.5)]:
-        m = RollingSemanticMap(small_cfg(decay=d, max_weight=100.0), K)
+        m = RollingSemanticMap(small_cfg(decay=d, max_weight=100.0, occupied_threshold=0.5), K)
         first = np.zeros((K, *SMALL_GRID.dims), np.float32)
         first[0], first[2] = 0.1, 0.9
         second = np.zeros_like(first)

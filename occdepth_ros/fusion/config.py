@@ -16,7 +16,8 @@ OCCUPANCY_MODES = ("probability", "log_odds_mean", "log_odds_sum")
 
 @dataclass(frozen=True)
 class FusionConfig:
-    """How the map is laid out and how evidence is weighed.
+    """How the map is laid out and how evidence is weighed. The defaults were chosen on the
+    training world 00 only (docs/MODEL_CARD.md, Temporal fusion).
 
     Evidence: each observation adds ``weight * p`` to a voxel's per-class sums (``p`` the
     softmax probabilities, empty class included) and ``weight`` to its total; the fused
@@ -45,11 +46,11 @@ class FusionConfig:
     occupancy: str = "probability"
     log_odds_clamp: float = 4.0
     # Occupied when the fused evidence of "not empty" reaches this probability.
-    occupied_threshold: float = 0.5
+    occupied_threshold: float = 0.55
     # Moving objects: when a new observation's most likely class is an occupied class
     # other than the voxel's fused class, with probability >= flip_confidence, the
     # voxel's old evidence is multiplied by flip_keep first (the object moved; a flip).
-    flip_confidence: float = 0.6
+    flip_confidence: float = 0.9
     flip_keep: float = 0.25
     # A voxel predicted empty adds class evidence only when its P(occupied) is at least
     # this (else it is plain free space; saves searching every class for most voxels).

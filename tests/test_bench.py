@@ -19,7 +19,7 @@ from helpers.dds import domain_id
 pytestmark = pytest.mark.filterwarnings("ignore:module 'sre_:DeprecationWarning")  # lark, via rosidl
 
 DOMAIN_ID = domain_id("bench")
-TARGET_COUNT = 3 + len(LIFT_TARGET_PRESETS)  # non-network share, PointCloud2, ORT, one per lift preset
+TARGET_COUNT = 4 + len(LIFT_TARGET_PRESETS)  # non-network share, PointCloud2, ORT, temporal map, one per lift preset
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +53,16 @@ def test_lift_and_messages_sections(report) -> None:
     assert lift["max_abs_diff"] < 1e-3  # fused and naive computed the same volume
     got = {(m["kind"], m["occupied"]) for m in data["messages"]}
     assert got == {(k, n) for k in MESSAGE_KINDS for n in MESSAGE_COUNTS}
+
+
+def test_temporal_map_section(report) -> None:
+    data, out = report
+    f = data["fusion"]
+    assert f["preset"] == "compact" and f["grid"] == [128, 128, 16] and f["classes"] == 20
+    assert 0 < f["seen_fraction"] < 1 and f["memory_mb"] > 0
+    for call in ("integrate", "render", "occupied"):
+        assert f[call]["n"] >= 1 and f[call]["p50_ms"] > 0
+    assert "### Temporal map" in (out / "bench.md").read_text()
 
 
 def test_every_target_has_a_verdict(report) -> None:

@@ -45,8 +45,10 @@ class Effort:
     budget_s: float | None
 
 
-FULL = {"pipeline": Effort(2, 20, 120.0), "lift": Effort(1, 10, 60.0), "messages": Effort(2, 20, 10.0)}
-QUICK = {"pipeline": Effort(1, 2, None), "lift": Effort(1, 2, None), "messages": Effort(1, 2, None)}
+FULL = {"pipeline": Effort(2, 20, 120.0), "lift": Effort(1, 10, 60.0), "messages": Effort(2, 20, 10.0),
+        "fusion": Effort(3, 30, 20.0)}
+QUICK = {"pipeline": Effort(1, 2, None), "lift": Effort(1, 2, None), "messages": Effort(1, 2, None),
+         "fusion": Effort(1, 2, None)}
 QUICK_BACKENDS = ("torch",)
 QUICK_LIFT_PRESETS = ("compact",)
 
@@ -77,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain-id", type=int, default=DEFAULT_DOMAIN_ID, help="DDS domain of the publish stage")
     p.add_argument("--no-publish", action="store_true", help="skip the rclpy publish stage")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-fusion", action="store_true", help="skip the temporal-map timing")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target FAILs")
     p.add_argument("--delivery", action="store_true",
                    help="only the node delivery run: a KITTI-size bag played into the default occdepth_node "
@@ -205,12 +208,20 @@ def main(argv: list[str] | None = None) -> int:
     elif msg_reason is not None:
         _say(f"messages skipped: {msg_reason}")
 
-    targets = evaluate_targets(pipelines, lifts, messages, paired)
+    fusion = None
+    if not args.no_fusion:
+        from .fusion import FUSION_PRESET, bench_fusion
+
+        _say(f"temporal map: one frame into the rolling map, {FUSION_PRESET} grid")
+        e = efforts["fusion"]
+        fusion = bench_fusion(e.warmup, e.iters, e.budget_s)
+
+    targets = evaluate_targets(pipelines, lifts, messages, paired, fusion)
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    text = markdown(meta, pipelines, lifts, messages, targets, paired)
+    text = markdown(meta, pipelines, lifts, messages, targets, paired, fusion)
     print(text)
     (out / MARKDOWN_NAME).write_text(text)
-    write_json(out / JSON_NAME, meta, pipelines, lifts, messages, targets, paired)
+    write_json(out / JSON_NAME, meta, pipelines, lifts, messages, targets, paired, fusion)
     write_png(out / PNG_NAME, pipelines, lifts, messages)
     _say(f"wrote {out / JSON_NAME}, {out / MARKDOWN_NAME}, {out / PNG_NAME}")
     return 1 if args.strict and any(t.status == FAIL for t in targets) else 0

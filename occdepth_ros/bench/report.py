@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from PIL import Image, ImageDraw, ImageFont
 
+from .fusion import FusionResult
 from .micro import MESSAGE_KINDS, LiftResult, MessageResult
 from .paired import PairedResult
 from .pipeline import NETWORK, PipelineResult
@@ -21,6 +22,7 @@ POINTCLOUD2_MAX_MS = 10.0  # PointCloud2 from the label grid at POINTCLOUD2_TARG
 POINTCLOUD2_TARGET_COUNT = 200_000
 LIFT_SPEEDUP_MIN = 3.0  # fused native lift over the torch reference
 LIFT_TARGET_PRESETS = ("compact", "kitti_b3_f32")
+FUSION_MAX_MS = 20.0  # one frame into the temporal map, default model's grid
 ORT_SPEEDUP_MIN = 1.3  # ONNX Runtime network time over eager torch, default model
 ORT_PAIR = ("torch", "onnxruntime")  # timed in alternation for that target (bench.paired)
 DEFAULT_PRESET = "default"  # the shipped model (models/default.safetensors)
@@ -49,6 +51,7 @@ class Results:
     lifts: list[LiftResult]
     messages: list[MessageResult]
     paired: PairedResult | None = None
+    fusion: FusionResult | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,16 @@ def pointcloud2_ms(r: Results) -> Reading:
         return Reading(None, detail="not measured" + (f": {msg.stat.note}" if msg is not None else ""))
     return Reading(msg.stat.p50, f"{msg.stat.p50:.2f} ms p50 ({msg.stat.p99:.2f} p99), {msg.grid} grid",
                    "label grid -> occupied voxels -> cloud -> sensor_msgs/PointCloud2")
+
+
+def fusion_ms(r: Results) -> Reading:
+    f = r.fusion
+    if f is None or not f.integrate.samples_ms:
+        return Reading(None, detail="not measured (--no-fusion)" if f is None else "not measured")
+    return Reading(f.integrate.p50, f"{f.integrate.p50:.1f} ms p50 ({f.integrate.p99:.1f} p99), "
+                   f"{'x'.join(map(str, f.grid))} grid, {f.classes} classes",
+                   f"RollingSemanticMap.integrate with the argmax labels given; render {f.render.p50:.1f} ms, "
+                   f"occupied() {f.occupied.p50:.1f} ms p50; map {f.memory_mb:.0f} MiB")
 
 
 def lift_speedup(preset: str) -> Callable[[Results], Reading]:
@@ -152,13 +165,15 @@ TARGETS: tuple[TargetSpec, ...] = (
       for preset in LIFT_TARGET_PRESETS),
     TargetSpec("ONNX Runtime vs eager torch, network time (default model)", ort_speedup, ORT_SPEEDUP_MIN, ">=",
                "{:g}x"),
+    TargetSpec("temporal map: one frame fused (default model's grid)", fusion_ms, FUSION_MAX_MS, "<=", "{:g} ms"),
 )
 
 
 def evaluate_targets(pipelines: list[PipelineResult], lifts: list[LiftResult],
-                     messages: list[MessageResult], paired: PairedResult | None = None) -> list[Target]:
+                     messages: list[MessageResult], paired: PairedResult | None = None,
+                     fusion: FusionResult | None = None) -> list[Target]:
     """Every target of ``TARGETS`` judged on one run's results."""
-    results = Results(pipelines, lifts, messages, paired)
+    results = Results(pipelines, lifts, messages, paired, fusion)
     return [spec.evaluate(results) for spec in TARGETS]
 
 
@@ -243,8 +258,20 @@ def targets_table(targets: list[Target]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fusion_table(f: FusionResult | None) -> str:
+    if f is None:
+        return "### Temporal map\n\nnot measured\n"
+    lines = [f"### Temporal map ({f.preset} output grid {'x'.join(map(str, f.grid))}, {f.classes} classes, "
+             f"{f.seen_fraction:.0%} of the voxels in view; map {f.memory_mb:.0f} MiB)", "",
+             "| call | p50 ms | p99 ms | n |", "|---|---:|---:|---:|"]
+    for stat in (f.integrate, f.render, f.occupied):
+        lines.append(f"| {stat.name} | {_ms(stat.p50)} | {_ms(stat.p99)} | {len(stat.samples_ms)} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(meta: dict[str, Any], pipelines: list[PipelineResult], lifts: list[LiftResult],
-             messages: list[MessageResult], targets: list[Target], paired: PairedResult | None = None) -> str:
+             messages: list[MessageResult], targets: list[Target], paired: PairedResult | None = None,
+             fusion: FusionResult | None = None) -> str:
     parts = [f"## occdepth-bench ({meta['mode']})", "",
              f"{meta['machine']}; torch {meta['torch']} with {meta['threads']} threads; "
              f"load average at start {meta['loadavg'][0]:.2f}.", ""]
@@ -256,6 +283,7 @@ def markdown(meta: dict[str, Any], pipelines: list[PipelineResult], lifts: list[
     if lifts:
         parts.append(lift_table(lifts))
     parts.append(message_table(messages))
+    parts.append(fusion_table(fusion))
     parts.append(targets_table(targets))
     parts.append("Memory: Python peak = tracemalloc (Python and NumPy allocations, not torch's); "
                  "RSS peak = rise of the process's resident set during the stage (VmHWM after a reset).\n")
@@ -263,10 +291,12 @@ def markdown(meta: dict[str, Any], pipelines: list[PipelineResult], lifts: list[
 
 
 def write_json(path: Path, meta: dict[str, Any], pipelines: list[PipelineResult], lifts: list[LiftResult],
-               messages: list[MessageResult], targets: list[Target], paired: PairedResult | None = None) -> dict[str, Any]:
+               messages: list[MessageResult], targets: list[Target], paired: PairedResult | None = None,
+               fusion: FusionResult | None = None) -> dict[str, Any]:
     data = {"meta": meta, "pipeline": [r.to_dict() for r in pipelines], "lift": [r.to_dict() for r in lifts],
             "messages": [m.to_dict() for m in messages], "targets": [asdict(t) for t in targets],
-            "paired": None if paired is None else paired.to_dict()}
+            "paired": None if paired is None else paired.to_dict(),
+            "fusion": None if fusion is None else fusion.to_dict()}
     path.write_text(json.dumps(data, indent=2, allow_nan=False))
     return data
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from helpers.tiny_model import save_tiny_model
 
 from occdepth_ros.checkpoint import load_model
@@ -48,7 +49,8 @@ def _eval(argv: list[str], capsys) -> tuple[int, str, str]:
 
 def test_fuse_writes_both_scores_and_the_single_frame_score_is_plain_eval(root, tiny, tmp_path, capsys) -> None:
     base = ["--data", str(root), "--sequences", "00", "--checkpoint", str(tiny)]
-    code, out, err = _eval([*base, "--fuse", "--odometry-noise", "--json", str(tmp_path / "fused.json")], capsys)
+    code, out, err = _eval([*base, "--fuse", "--odometry-noise", "--json", str(tmp_path / "fused.json"),
+                            "--picture", "0/2", str(tmp_path / "bev.png")], capsys)
     assert code == 0, err
     code, _, err = _eval([*base, "--json", str(tmp_path / "plain.json")], capsys)
     assert code == 0, err
@@ -62,6 +64,8 @@ def test_fuse_writes_both_scores_and_the_single_frame_score_is_plain_eval(root, 
     assert fused["per_sequence"]["00"]["single"] == fused["single"]
     assert fused["fusion_ms_median"] > 0
     assert "fused (temporal map):" in out and "single frame:" in out and "odometry drift" in out
+    with Image.open(tmp_path / "bev.png") as img:  # three 256 x 256 views (benchmark grid) and a legend
+        assert img.width > 3 * 256 and img.height >= 256
 
 
 def test_fused_score_is_the_temporal_map_driven_frame_by_frame(root, tiny, tmp_path, capsys) -> None:
@@ -115,6 +119,8 @@ def test_probs_are_the_softmax_and_default_predictions_are_unchanged(root, tiny)
     (["--odometry-noise"], "needs --fuse"),
     (["--fuse", "--frame-stride", "2"], "every frame of each sequence in order"),
     (["--fuse", "--baseline", "sgbm"], "have none"),
+    (["--picture", "00/000002", "x.png"], "needs --fuse"),
+    (["--fuse", "--picture", "00/000001", "x.png"], "not a labelled frame"),
 ])
 def test_bad_combinations_are_refused(root, tiny, capsys, extra, message) -> None:
     argv = ["--data", str(root), "--sequences", "00", *extra]

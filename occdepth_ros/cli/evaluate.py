@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--odometry-noise", action="store_true",
                    help="with --fuse: also fuse with injected odometry drift (1%% of distance, 0.5 deg per 10 m)")
     p.add_argument("--noise-seed", type=int, default=0, help="seed of the injected drift's signs")
+    p.add_argument("--picture", nargs=2, metavar=("SEQ/FRAME", "PNG"),
+                   help="with --fuse: draw that labelled frame's single-frame, fused and ground-truth bird's-eye "
+                        "views side by side, e.g. --picture 08/000050 docs/fusion_bev.png")
     return p
 
 
@@ -113,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--odometry-noise drifts the poses the temporal map fuses; it needs --fuse")
         if args.fuse and (args.predictions or args.baseline):
             raise ValueError("--fuse fuses the model's class probabilities; --predictions and --baseline have none")
+        if args.picture and not args.fuse:
+            raise ValueError("--picture draws the fused map beside the single frame; it needs --fuse")
         if args.fuse and (args.frame_stride != 1 or args.max_frames is not None):
             raise ValueError("--fuse runs every frame of each sequence in order; --frame-stride and --max-frames "
                              "would break the sequence")
@@ -143,10 +148,18 @@ def main(argv: list[str] | None = None) -> int:
                     name = f"{backend.cfg.name} ({checkpoint}; {backend.describe()})"
                     engine = StereoInference(backend, threads=args.threads)
                 if args.fuse:
-                    from ..eval.fused import evaluate_fused
+                    from ..eval.fused import Picture, evaluate_fused
 
+                    picture = None
+                    if args.picture:
+                        where, png = args.picture
+                        if where.count("/") != 1:
+                            raise ValueError(f"--picture: expected SEQ/FRAME (e.g. 08/000050), got {where!r}")
+                        seq_name, frame = where.split("/")
+                        picture = Picture(sequence_name(seq_name), frame.zfill(6), Path(png))
                     scores = evaluate_fused(engine, args.data, sequences, class_set,
-                                            odometry_noise=args.odometry_noise, noise_seed=args.noise_seed)
+                                            odometry_noise=args.odometry_noise, noise_seed=args.noise_seed,
+                                            picture=picture)
                     report_fused(scores, class_set, name, args.data, sequences, args.json)
                     return 0
                 predict = model_predictor(engine)

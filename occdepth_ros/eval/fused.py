@@ -56,11 +56,35 @@ def sequence_grid_poses(seq: KittiSequence, T_grid_to_ref: np.ndarray, n_frames:
     return grid_poses_from_camera_poses(poses[:n_frames], T_grid_to_ref)
 
 
+@dataclass(frozen=True)
+class Picture:
+    """Where to draw the single frame, the fused map and the ground truth side by side."""
+
+    sequence: str
+    frame: str
+    path: Path
+
+
+def draw_picture(picture: Picture, single: np.ndarray, fused: np.ndarray, target: np.ndarray,
+                 class_set: ClassSet) -> None:
+    """Bird's-eye views on the benchmark grid, each limited to the voxels the frame is
+    scored on (the target's valid voxels), so the pictures show what the scores count."""
+    from ..viz.render import render_bev_row
+
+    valid = target != class_set.ignore_index
+    panels = [("single frame", np.where(valid, single, class_set.empty_index)),
+              ("fused (temporal map)", np.where(valid, fused, class_set.empty_index)),
+              ("ground truth", np.where(valid, target, class_set.empty_index))]
+    picture.path.parent.mkdir(parents=True, exist_ok=True)
+    render_bev_row(panels, class_set, title=f"sequence {picture.sequence} frame {picture.frame}: scored voxels, "
+                                            "top-down (forward up)").save(picture.path, optimize=True)
+
+
 def evaluate_fused(engine: StereoInference, root: str | Path, sequences: list[str], class_set: ClassSet,
                    fusion_cfg: FusionConfig | None = None, odometry_noise: bool = False, noise_seed: int = 0,
-                   progress: bool = True) -> FusedScores:
+                   progress: bool = True, picture: Picture | None = None) -> FusedScores:
     """See the module docstring. ``fusion_cfg`` defaults to ``FusionConfig.for_grid`` of the
-    model's grid."""
+    model's grid. ``picture``: a labelled frame to draw (single, fused, ground truth)."""
     grid = engine.cfg.grid
     k = semantic_kitti_factor(grid.origin, grid.extent, grid.voxel_size)  # raises, naming the grid
     cfg = fusion_cfg or FusionConfig.for_grid(grid)
@@ -75,6 +99,10 @@ def evaluate_fused(engine: StereoInference, root: str | Path, sequences: list[st
         if not seq.has_poses():
             raise FileNotFoundError(f"{seq.path / 'poses.txt'}: fusion needs the sequence's poses")
         plans.append((seq, frames, labelled))
+    if picture is not None and not any(seq.sequence == picture.sequence and picture.frame in labelled
+                                       for seq, _, labelled in plans):
+        raise ValueError(f"--picture: frame {picture.frame} of sequence {picture.sequence} is not a labelled frame "
+                         "of the sequences scored")
     total = {v: SSCMetrics(class_set.n_classes, class_set.ignore_index) for v in variants}
     per_seq: dict[str, dict[str, SSCResult]] = {}
     reader = StereoFrameReader()
@@ -116,6 +144,9 @@ def evaluate_fused(engine: StereoInference, root: str | Path, sequences: list[st
                     up = upsample_labels(fused, k)
                     metrics[variant].add(up, target)
                     total[variant].add(up, target)
+                    if variant == FUSED and picture is not None and (seq.sequence, frame) == (picture.sequence,
+                                                                                             picture.frame):
+                        draw_picture(picture, single, up, target, class_set)
             scored += is_labelled
             fused_frames += 1
             bar.update()

@@ -136,3 +136,27 @@ def render_panel(labels: np.ndarray, class_set: ClassSet, image: np.ndarray | No
     canvas.paste(bev, (view.width + 10, y + (body_h - bev.height) // 2))
     canvas.paste(legend, (view.width + bev.width + 20, y))
     return canvas
+
+
+def render_bev_row(panels: list[tuple[str, np.ndarray]], class_set: ClassSet, title: str = "",
+                   cell: int = 1) -> Image.Image:
+    """Bird's-eye views side by side (same grid each), a caption above each, one legend
+    (of the first panel's classes) at the right: e.g. a single frame, the fused map and
+    the ground truth of one frame."""
+    font = ImageFont.load_default()
+    bevs = [render_bev(labels, class_set, cell=cell) for _, labels in panels]
+    legend = render_legend(panels[-1][1], class_set)
+    gap, caption_h, title_h = 10, 16, 18 if title else 0
+    width = sum(b.width for b in bevs) + gap * len(bevs) + legend.width
+    height = title_h + caption_h + max(max(b.height for b in bevs), legend.height)
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((6, 3), title, fill=(0, 0, 0), font=font)
+    x = 0
+    for (caption, _), bev in zip(panels, bevs):
+        draw.text((x + 4, title_h + 2), caption, fill=(0, 0, 0), font=font)
+        canvas.paste(bev, (x, title_h + caption_h))
+        x += bev.width + gap
+    canvas.paste(legend, (x, title_h + caption_h))
+    return canvas

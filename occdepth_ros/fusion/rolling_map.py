@@ -34,6 +34,7 @@ from ..geometry.poses import invert_rigid
 from .config import FusionConfig
 
 EMPTY = 0  # the class index of free space
+FADE_TABLE = 64  # ages (frames) whose decay factor is looked up
 
 
 @dataclass
@@ -81,6 +82,7 @@ class RollingSemanticMap:
         self.flips = 0
         self.resets = 0
         self._view: _GridView | None = None
+        self._fade_table: np.ndarray | None = None
 
     # -- bookkeeping -----------------------------------------------------------
     def _arrays(self) -> tuple[np.ndarray, ...]:
@@ -263,31 +265,41 @@ class RollingSemanticMap:
         flat_probs = probs.reshape(self.num_classes, -1)
         p_occ = (1.0 - flat_probs[EMPTY][flat]).astype(np.float32)
         cls = self._top_classes(flat_probs, flat, labels, p_occ)
-        p_cls = np.where(cls != EMPTY, flat_probs[cls, flat], 0.0).astype(np.float32)
+        # Class evidence comes from the few voxels with an occupied class (most are free space).
+        has = np.flatnonzero(cls != EMPTY)
+        cls_h = cls[has]
+        p_cls = flat_probs[cls_h, flat[has]].astype(np.float32)
         if cfg.free_weight != 1.0:
             w = np.where(p_occ < 0.5, w * np.float32(cfg.free_weight), w)
 
         occ, total, stamp = self._occ[slots], self._total[slots], self._stamp[slots]
-        cls_a, cls_b = self._cls[0, slots], self._cls[1, slots]
+        fade = self._fade(self.frame - stamp)
         ev_a, ev_b = self._ev[0, slots], self._ev[1, slots]
-        fade = np.float32(cfg.decay) ** (self.frame - stamp).astype(np.float32)
+        slots_h = slots[has]
+        cls_a, cls_b = self._cls[0, slots_h], self._cls[1, slots_h]
         # Moving objects: a confident occupied class that differs from the fused one.
-        flip = (self._label[slots] != EMPTY) & (cls != cls_a) & (p_cls >= cfg.flip_confidence) & (cls != EMPTY)
-        fade[flip] *= np.float32(cfg.flip_keep)
-        occ = occ * fade + w * self._occupancy_evidence(p_occ)
-        total = total * fade + w
+        flip_h = (self._label[slots_h] != EMPTY) & (cls_h != cls_a) & (p_cls >= cfg.flip_confidence)
+        fade[has[flip_h]] *= np.float32(cfg.flip_keep)
+        occ *= fade
+        occ += w * self._occupancy_evidence(p_occ)
+        total *= fade
+        total += w
         ev_a *= fade
         ev_b *= fade
-        e = w * p_cls
-        is_a, is_b = (cls == cls_a) & (cls != EMPTY), (cls == cls_b) & (cls != EMPTY)
-        ev_a += np.where(is_a, e, 0.0).astype(np.float32)
-        ev_b += np.where(is_b, e, 0.0).astype(np.float32)
-        new = ~is_a & ~is_b & (e > ev_b)  # e is 0 without class evidence  # a class not held: replaces the weaker one if stronger
-        cls_b = np.where(new, cls, cls_b)
-        ev_b = np.where(new, e, ev_b)
-        swap = ev_b > ev_a
+        # Heavy hitters: add to a held class, or replace the weaker one when stronger. The
+        # order ev_a >= ev_b survives fading and the cap (both scale alike), so only the
+        # voxels with new class evidence can need a swap.
+        e = w[has] * p_cls
+        ea, eb = ev_a[has], ev_b[has]
+        is_a, is_b = cls_h == cls_a, cls_h == cls_b
+        ea += np.where(is_a, e, 0.0).astype(np.float32)
+        eb += np.where(is_b, e, 0.0).astype(np.float32)
+        new = ~is_a & ~is_b & (e > eb)
+        cls_b = np.where(new, cls_h, cls_b)
+        eb = np.where(new, e, eb)
+        swap = eb > ea
         cls_a, cls_b = np.where(swap, cls_b, cls_a), np.where(swap, cls_a, cls_b)
-        ev_a, ev_b = np.where(swap, ev_b, ev_a), np.where(swap, ev_a, ev_b)
+        ev_a[has], ev_b[has] = np.where(swap, eb, ea), np.where(swap, ea, eb)
         over = total > cfg.max_weight
         if over.any():
             s = np.float32(cfg.max_weight) / total[over]
@@ -297,12 +309,26 @@ class RollingSemanticMap:
             total[over] = cfg.max_weight
 
         self._occ[slots], self._total[slots], self._stamp[slots] = occ, total, self.frame
-        self._cls[0, slots], self._cls[1, slots] = cls_a, cls_b
+        self._cls[0, slots_h], self._cls[1, slots_h] = cls_a, cls_b
         self._ev[0, slots], self._ev[1, slots] = ev_a, ev_b
-        self._label[slots] = np.where(self._is_occupied(occ, total), cls_a, EMPTY)
+        fused_cls = self._cls[0, slots]
+        self._label[slots] = np.where(self._is_occupied(occ, total), fused_cls, EMPTY)
+        flip = flip_h
         n_flip = int(np.count_nonzero(flip))
         self.flips += n_flip
         return IntegrateStats(updated=int(len(slots)), flips=n_flip, window_shift=shift, cleared_slots=cleared)
+
+    def _fade(self, age: np.ndarray) -> np.ndarray:
+        """decay ** age (float32) for frames since the last update: a table for the usual
+        small ages, the power itself beyond (the same float32 values either way)."""
+        d = np.float32(self.cfg.decay)
+        if self._fade_table is None:
+            self._fade_table = d ** np.arange(FADE_TABLE, dtype=np.float32)
+        fade = self._fade_table.take(np.minimum(age, FADE_TABLE - 1))
+        far = np.flatnonzero(age >= FADE_TABLE - 1)
+        if len(far):
+            fade[far] = d ** age[far].astype(np.float32)
+        return fade
 
     def _occupancy_evidence(self, p_occ: np.ndarray) -> np.ndarray:
         """What one observation adds (times its weight) to a voxel's occupancy sum."""

@@ -26,6 +26,8 @@ PATH_PARAMS = ("calib_file", "checkpoint")
 KITTI_GRID_FRAME = "velodyne"  # KITTI calib.txt's Tr maps velodyne -> cam0
 DEFAULT_GRID_FRAME = "occdepth_grid"  # grid_to_camera's source frame (x forward, y left, z up)
 KITTI_CALIB = f"config/calib/{SHIPPED_KITTI_CALIB}"  # relative: resolved against the share dir
+DEFAULT_ODOM_TOPIC = "/odom"  # nav_msgs/Odometry: absolute, as robots publish it (REP-105's odom)
+DEFAULT_ODOM_FRAME = "odom"  # REP-105: the continuous, drifting odometry frame
 
 
 @dataclass

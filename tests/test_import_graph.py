@@ -19,7 +19,9 @@ FORBIDDEN = [
     ("runtime", "export"),
     ("model", "runtime"),
     ("inference", "node"),
-    ("eval", "train"),  # training validates with eval's metrics; eval never needs training code
+    ("eval", "train"),
+    ("fusion", "node"),  # the temporal map is plain Python below the ROS node and the tools
+    ("fusion", "tools"),  # training validates with eval's metrics; eval never needs training code
 ]
 
 

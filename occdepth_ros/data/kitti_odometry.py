@@ -93,6 +93,16 @@ def _read_float_rows(path: Path, width: int) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64).reshape(-1, width)
 
 
+def read_poses(path: str | Path) -> np.ndarray:
+    """KITTI ``poses.txt``: one row of 12 numbers (a 3x4 matrix, row-major) per frame, the
+    pose of camera 0 in the first frame's camera-0 frame (it maps camera-0 coordinates of
+    frame i into those of frame 0). Returns (N, 4, 4) float64."""
+    rows = _read_float_rows(Path(path), 12)
+    poses = np.tile(np.eye(4), (rows.shape[0], 1, 1))
+    poses[:, :3, :] = rows.reshape(-1, 3, 4)
+    return poses
+
+
 @dataclass(frozen=True)
 class KittiSequence:
     """One sequence folder ``<root>/sequences/<sequence>``; frames are six-digit stems."""
@@ -148,10 +158,7 @@ class KittiSequence:
 
     def poses(self) -> np.ndarray:
         """cam0-to-world poses from ``poses.txt`` as (N, 4, 4) float64."""
-        rows = _read_float_rows(self.path / "poses.txt", 12)
-        poses = np.tile(np.eye(4), (rows.shape[0], 1, 1))
-        poses[:, :3, :] = rows.reshape(-1, 3, 4)
-        return poses
+        return read_poses(self.path / "poses.txt")
 
     def has_poses(self) -> bool:
         return (self.path / "poses.txt").is_file()

@@ -26,6 +26,8 @@ class Prediction:
     labels: np.ndarray  # (X, Y, Z) uint8 class per voxel
     confidence: np.ndarray | None  # (X, Y, Z) float32 softmax probability of that class; None: not asked for
     seen: np.ndarray  # (X, Y, Z) bool: inside at least one camera's view (output grid)
+    # (K, X, Y, Z) float32 softmax probabilities of every class (temporal fusion); None: not asked for
+    probs: np.ndarray | None = None
 
 
 class StereoInference:
@@ -116,16 +118,21 @@ class StereoInference:
         """Semantic logits (1, classes, X, Y, Z) from the backend."""
         return self.backend.forward(self.prepare(images), self._lift)
 
-    def predict(self, images: list[np.ndarray], with_confidence: bool = True) -> Prediction:
-        return self.postprocess(self.logits(images), with_confidence)
+    def predict(self, images: list[np.ndarray], with_confidence: bool = True,
+                with_probs: bool = False) -> Prediction:
+        return self.postprocess(self.logits(images), with_confidence, with_probs=with_probs)
 
     @torch.inference_mode()
     def postprocess(self, logits: torch.Tensor, with_confidence: bool = True,
-                    seen: np.ndarray | None = None) -> Prediction:
+                    seen: np.ndarray | None = None, with_probs: bool = False) -> Prediction:
         """Labels by argmax; the softmax (a full pass over every class) only when the
         confidence is wanted. ``seen``: the mask of the logits' calibration when it was
-        taken earlier (a pipelined caller); else the current calibration's."""
+        taken earlier (a pipelined caller); else the current calibration's. ``with_probs``:
+        also every class's probability (float32, K x the grid), which temporal fusion needs."""
         labels, top = _argmax_classes(logits[0])
+        probs = None
+        if with_probs:
+            probs = torch.softmax(logits[0].float(), dim=0).contiguous().numpy()
         confidence = None
         if with_confidence:  # max softmax probability = 1 / sum_k exp(l_k - l_max)
             total = torch.zeros_like(top)
@@ -133,7 +140,7 @@ class StereoInference:
                 total += (class_logits - top).exp_()
             confidence = total.reciprocal_().float().contiguous().numpy()
         return Prediction(labels=labels.contiguous().numpy(), confidence=confidence,
-                          seen=self.seen_mask() if seen is None else seen)
+                          seen=self.seen_mask() if seen is None else seen, probs=probs)
 
     def seen_mask(self) -> np.ndarray:
         """Output-grid voxels inside at least one view (3D-feature mask upsampled)."""

@@ -9,9 +9,9 @@ import threading
 import numpy as np
 import pytest
 
+from occdepth_ros.geometry.poses import interpolate_pose, pose_distance
 from occdepth_ros.node.pose_buffer import (
-    ADDED, HELD, INTERPOLATED, INVALID, JUMP, MISSING, OUT_OF_ORDER, RESTART, PoseBuffer, interpolate_pose,
-    pose_distance, pose_from_odometry,
+    ADDED, HELD, INTERPOLATED, INVALID, JUMP, MISSING, OUT_OF_ORDER, RESTART, PoseBuffer, pose_from_odometry,
 )
 
 S = 1_000_000_000

@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..geometry.calib import CalibrationError, as_rigid
+from ..geometry.poses import interpolate_pose, pose_distance, quaternion_to_rotation
+
 NS_PER_S = 1_000_000_000
 HISTORY_NS = 10 * NS_PER_S  # poses kept behind the newest: covers a pipeline's lag many times over
 MAX_POSES = 5000  # and at most this many (500 Hz odometry over 10 s)
@@ -88,7 +91,7 @@ class PoseBuffer:
         T = np.asarray(T, dtype=np.float64)
         with self._changed:
             self.counters.received += 1
-            if T.shape != (4, 4) or not np.all(np.isfinite(T)) or stamp_ns <= 0:
+            if T.shape != (4, 4) or stamp_ns <= 0 or not _rigid(T):
                 self.counters.invalid += 1
                 return INVALID
             result = ADDED
@@ -162,7 +165,7 @@ class PoseBuffer:
             return len(self._stamps)
 
 
-# -- pose arithmetic (float64) -----------------------------------------------------
+# -- odometry message fields -> pose ------------------------------------------------
 def pose_from_odometry(position: tuple[float, float, float], quaternion_xyzw: tuple[float, float, float, float]
                        ) -> np.ndarray | None:
     """4x4 of a geometry_msgs/Pose's numbers; None when they are no rigid pose (non-finite,
@@ -175,61 +178,14 @@ def pose_from_odometry(position: tuple[float, float, float], quaternion_xyzw: tu
     if abs(norm - 1.0) > QUATERNION_NORM_TOLERANCE:
         return None
     T = np.eye(4)
-    T[:3, :3] = quaternion_to_rotation(q / norm)
+    T[:3, :3] = quaternion_to_rotation(np.array([q[3], q[0], q[1], q[2]]) / norm)  # (w, x, y, z)
     T[:3, 3] = p
     return T
 
 
-def quaternion_to_rotation(q_xyzw: np.ndarray) -> np.ndarray:
-    """3x3 rotation of a unit quaternion (x, y, z, w)."""
-    x, y, z, w = (float(v) for v in q_xyzw)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def pose_distance(T0: np.ndarray, T1: np.ndarray) -> tuple[float, float]:
-    """(metres, radians) between two poses: translation distance, rotation angle of R0^T R1."""
-    metres = float(np.linalg.norm(T1[:3, 3] - T0[:3, 3]))
-    cos = (np.trace(T0[:3, :3].T @ T1[:3, :3]) - 1.0) / 2.0
-    return metres, float(math.acos(min(1.0, max(-1.0, cos))))
-
-
-def interpolate_pose(T0: np.ndarray, T1: np.ndarray, alpha: float) -> np.ndarray:
-    """Pose a fraction ``alpha`` of the way from T0 to T1: translation linear, rotation along
-    the shortest arc (R0 exp(alpha log(R0^T R1)), Rodrigues)."""
-    R0, R1 = T0[:3, :3], T1[:3, :3]
-    dR = R0.T @ R1
-    angle = pose_distance(np.eye(4), _homogeneous(dR))[1]
-    out = np.eye(4)
-    if angle < 1e-12:
-        out[:3, :3] = R0
-    else:
-        axis = np.array([dR[2, 1] - dR[1, 2], dR[0, 2] - dR[2, 0], dR[1, 0] - dR[0, 1]])
-        norm = np.linalg.norm(axis)
-        if norm < 1e-9:  # angle ~ pi: the axis from the symmetric part
-            axis = _axis_at_pi(dR)
-        else:
-            axis = axis / norm
-        out[:3, :3] = R0 @ _rotation(axis, alpha * angle)
-    out[:3, 3] = (1.0 - alpha) * T0[:3, 3] + alpha * T1[:3, 3]
-    return out
-
-
-def _homogeneous(R: np.ndarray) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, :3] = R
-    return T
-
-
-def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
-    K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + math.sin(angle) * K + (1 - math.cos(angle)) * (K @ K)
-
-
-def _axis_at_pi(R: np.ndarray) -> np.ndarray:
-    B = (R + np.eye(3)) / 2  # = a a^T for a rotation by pi
-    j = int(np.argmax(np.diag(B)))
-    return B[:, j] / np.linalg.norm(B[:, j])
+def _rigid(T: np.ndarray) -> bool:
+    try:
+        as_rigid(T, "odometry pose")
+    except CalibrationError:
+        return False
+    return True

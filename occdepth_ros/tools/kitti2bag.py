@@ -49,6 +49,7 @@ from tqdm import tqdm
 from ..data.images import ImageReadError, read_rgb
 from ..data.kitti_odometry import KittiSequence
 from ..geometry.calib import CalibrationError, as_rigid
+from ..geometry.poses import PoseError, grid_poses_from_camera_poses
 from ..node.frames import rotation_to_quaternion
 from ..node.params import DEFAULT_ODOM_FRAME, DEFAULT_ODOM_TOPIC, KITTI_GRID_FRAME
 from ..node.stereo_sync import NS_PER_S, seconds_to_ns
@@ -290,13 +291,10 @@ def grid_poses(seq: KittiSequence, frame_ids: list[str]) -> np.ndarray | None:
             as_rigid(cam0[i], f"poses.txt line {i + 1}")
     except CalibrationError as exc:
         raise ConversionError(f"{seq.path}: {exc}") from exc
-    return grid_poses_from_camera_poses(cam0[idx], T_cam0_from_grid)
-
-
-def grid_poses_from_camera_poses(cam0_poses: np.ndarray, T_cam0_from_grid: np.ndarray) -> np.ndarray:
-    """Tr^-1 P Tr per pose (local until the geometry layer provides it)."""
-    Tr = np.asarray(T_cam0_from_grid, dtype=np.float64)
-    return np.linalg.inv(Tr) @ np.asarray(cam0_poses, dtype=np.float64) @ Tr
+    try:
+        return grid_poses_from_camera_poses(cam0[idx], T_cam0_from_grid)
+    except PoseError as exc:
+        raise ConversionError(f"{seq.path}: {exc}") from exc
 
 
 def read_pair(seq: KittiSequence, frame: str) -> tuple[np.ndarray, np.ndarray]:

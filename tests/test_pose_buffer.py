@@ -120,7 +120,7 @@ def test_a_jump_restarts_the_buffer_and_the_generation() -> None:
     assert buf.add(1 * S + S // 10, pose(x=4.9)) == ADDED  # under 5 m
     assert buf.add(1 * S + S // 5, pose(x=10.0)) == JUMP  # 5.1 m
     assert (buf.generation, buf.counters.jumps, len(buf)) == (1, 1, 1)
-    assert buf.counters.last_jump == "5.10 m, 0.0 deg"
+    assert buf.counters.last_restart == "odometry jumped 5.10 m, 0.0 deg"
     before = buf.pose_at(1 * S + S // 10 + 1)  # between the poses across the jump: never interpolated
     assert before.status == MISSING and before.generation == 1
     assert buf.add(1 * S + 3 * S // 10, pose(x=10.5, yaw_deg=28.0)) == ADDED  # 0.489 rad: under 0.5
@@ -141,6 +141,7 @@ def test_stamps_far_back_restart_instead_of_dropping_everything() -> None:
     buf.add(11 * S, pose(x=1.0))
     assert buf.add(2 * S, pose()) == RESTART  # a bag loop: 9 s back, restart_back 1 s
     assert (buf.generation, buf.counters.restarts, len(buf)) == (1, 1, 1)
+    assert "went back 9.000 s" in buf.counters.last_restart
     assert buf.pose_at(2 * S).status == INTERPOLATED
     no_restart = buffer(restart_back_ns=None)
     no_restart.add(10 * S, pose())

@@ -65,7 +65,7 @@ class PoseCounters:
     invalid: int = 0
     late: int = 0  # lookups answered with the newest (held) pose
     missing: int = 0  # lookups with no pose
-    last_jump: str = field(default="")  # how large the latest jump was
+    last_restart: str = field(default="")  # why the buffer last restarted (a jump's size, a loop)
 
 
 class PoseBuffer:
@@ -102,12 +102,13 @@ class PoseBuffer:
                     return OUT_OF_ORDER
                 result = RESTART
                 self.counters.restarts += 1
+                self.counters.last_restart = f"odometry stamps went back {back / NS_PER_S:.3f} s (a loop, a restart)"
             elif self._stamps:
                 metres, radians = pose_distance(self._poses[-1], T)
                 if metres > self.jump_m or radians > self.jump_rad:
                     result = JUMP
                     self.counters.jumps += 1
-                    self.counters.last_jump = f"{metres:.2f} m, {math.degrees(radians):.1f} deg"
+                    self.counters.last_restart = f"odometry jumped {metres:.2f} m, {math.degrees(radians):.1f} deg"
             if result != ADDED:
                 self._stamps.clear()
                 self._poses.clear()

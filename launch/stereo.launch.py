@@ -5,6 +5,7 @@
         left_image:=/zed/left/image_rect_color right_image:=/zed/right/image_rect_color \\
         left_info:=/zed/left/camera_info right_info:=/zed/right/camera_info use_rviz:=true
     ros2 launch occdepth_ros stereo.launch.py bag:=kitti_00 use_rviz:=true
+    ros2 launch occdepth_ros stereo.launch.py bag:=kitti_00 fuse:=true   # + the map, poses from the bag's /odom
 
 Empty arguments leave the config file's value in place. RViz opens the RViz config of
 the node config (generic_stereo.yaml: rviz/generic_stereo.rviz, fixed frame occdepth_grid;
@@ -21,7 +22,7 @@ from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = 'occdepth_ros'
 # Launch argument -> node parameter, passed only when not empty.
-PARAMETER_ARGS = ('checkpoint', 'preset', 'backend', 'ort_provider', 'device', 'calib_file', 'frame_id')
+PARAMETER_ARGS = ('checkpoint', 'preset', 'backend', 'ort_provider', 'device', 'calib_file', 'frame_id', 'fuse')
 # Node config file name -> its RViz config (fixed frame = that config's grid frame).
 RVIZ_CONFIGS = {'generic_stereo.yaml': 'generic_stereo.rviz'}
 DEFAULT_RVIZ = 'occdepth.rviz'
@@ -80,6 +81,9 @@ def generate_launch_description():
         DeclareLaunchArgument('device', default_value='', description='cpu or cuda'),
         DeclareLaunchArgument('calib_file', default_value='', description='KITTI calib.txt / stereo YAML'),
         DeclareLaunchArgument('frame_id', default_value='', description='frame of the voxel grid'),
+        DeclareLaunchArgument('fuse', default_value='',
+                              description='true: also a temporal map in the odometry frame (~/map/*), poses from '
+                                          '/odom; empty: the config file\'s (false)'),
         DeclareLaunchArgument('use_rviz', default_value='false'),
         DeclareLaunchArgument('fixed_frame', default_value='',
                               description="RViz fixed frame; empty: frame_id if set, else the RViz config's"),

@@ -82,6 +82,9 @@ def test_stereo_launch_declares_its_arguments_and_starts_the_node(launch_env) ->
     assert settings["remappings"] == [("left/image_rect", "/zed/left/image_rect_color")]
     assert (ROOT / "rviz" / settings["rviz_config"]).is_file() and settings["rviz_config"] == "generic_stereo.rviz"
     assert settings["rviz_extra_args"] == []
+    context.launch_configurations["fuse"] = "true"  # launch_ros reads the string as YAML: the bool parameter
+    assert module.node_settings(context.launch_configurations.get)["parameters"] == [generic, {"device": "cuda",
+                                                                                             "fuse": "true"}]
     context.launch_configurations["fixed_frame"] = "base_link"
     assert module.node_settings(context.launch_configurations.get)["rviz_extra_args"] == ["--fixed-frame", "base_link"]
 

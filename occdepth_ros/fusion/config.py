@@ -44,6 +44,9 @@ class FusionConfig:
     # voxel's old evidence is multiplied by flip_keep first (the object moved; a flip).
     flip_confidence: float = 0.6
     flip_keep: float = 0.25
+    # A voxel predicted empty adds class evidence only when its P(occupied) is at least
+    # this (else it is plain free space; saves searching every class for most voxels).
+    class_min_occupied: float = 0.25
     # Weight of voxels predicted empty relative to occupied ones (free-space evidence).
     free_weight: float = 1.0
 

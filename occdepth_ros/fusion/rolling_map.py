@@ -1,16 +1,27 @@
-"""RollingSemanticMap: per-voxel class evidence in the odometry frame, in a window that
-moves with the robot.
+"""RollingSemanticMap: per-voxel occupancy and class evidence in the odometry frame, in a
+window that moves with the robot.
 
 Layout: a ring buffer. Odometry-frame voxel ``(a, b, c)`` (centre ``(index + 0.5) *
-voxel_size``) lives in slot ``(a mod nx, b mod ny, c mod nz)`` while it is inside the window
-``[origin, origin + dims)``. Moving the window clears only the slabs of slots that leave it,
-never copies the volume.
+voxel_size``, the odometry frame being z up) lives in slot ``(a mod nx, b mod ny, c mod nz)``
+while it is inside the window ``[origin, origin + dims)``. Moving the window clears only the
+slabs of slots that leave it; the volume is never copied.
 
-Each frame enters by pulling: every map voxel whose centre falls in the frame's grid box is
-given the grid voxel that contains its centre (nearest), so one frame writes each map
-voxel at most once and plain fancy indexing suffices (no scatter-add). Only voxels the frame
-saw (``seen``) take evidence. Rendering pulls the other way: each grid voxel centre reads
-the map voxel that contains it. Per-frame cost is O(voxels in view).
+Evidence per voxel, all weighted by the observation's quality ``w`` (its range from the
+sensor when observed, ``FusionConfig.range_falloff_m``):
+
+* occupancy: ``sum w * P(occupied)`` over ``sum w`` (``P(occupied) = 1 - P(empty)``, the
+  network's own probability, so voxels predicted empty add free-space evidence);
+* class: ``sum w * P(class)`` for the two classes with the most evidence (heavy-hitter
+  summary: a class observed anew replaces the weaker one when its evidence is larger).
+  Only a voxel's most likely occupied class enters, with its probability.
+
+Fused: occupied when the occupancy fraction reaches ``occupied_threshold``, then the class
+with the most evidence. Old evidence fades by ``decay`` per frame, applied lazily when a
+voxel is next observed, and is scaled down to ``max_weight`` in total, so a per-frame update
+costs O(voxels in view) and the map keeps adapting. Moving objects: see ``FusionConfig``.
+
+A frame enters by pushing each seen grid voxel to the map voxel that contains its centre
+(nearest); rendering pulls each grid voxel centre from the map voxel that contains it.
 """
 
 from __future__ import annotations
@@ -19,7 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..geometry.poses import invert_rigid
 from .config import FusionConfig
 
 EMPTY = 0  # the class index of free space
@@ -35,6 +45,16 @@ class IntegrateStats:
     cleared_slots: int  # slots cleared because they left the window
 
 
+@dataclass(frozen=True)
+class _GridView:
+    """What a frame's grid contributes, per seen voxel (computed once per grid and mask)."""
+
+    key: bytes
+    flat: np.ndarray  # (n,) flat grid index of each seen voxel
+    ijk: tuple[np.ndarray, np.ndarray, np.ndarray]  # float32 voxel indices
+    weight: np.ndarray  # (n,) float32 observation weight from range
+
+
 def _grid_axes(grid) -> tuple[np.ndarray, tuple[int, int, int], float]:
     return np.asarray(grid.origin, dtype=np.float64), tuple(int(d) for d in grid.dims), float(grid.voxel_size)
 
@@ -43,205 +63,237 @@ class RollingSemanticMap:
     """See the module docstring. ``num_classes`` includes the empty class (index 0)."""
 
     def __init__(self, cfg: FusionConfig, num_classes: int) -> None:
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2 (empty and one class), got {num_classes}")
+        if not 2 <= num_classes <= 255:
+            raise ValueError(f"num_classes must be in [2, 255] (empty and at least one class), got {num_classes}")
         self.cfg = cfg
         self.num_classes = int(num_classes)
         self.dims = cfg.dims
         n = int(np.prod(self.dims))
-        self._sums = np.zeros((n, self.num_classes), dtype=np.float32)  # weighted class probabilities
-        self._total = np.zeros(n, dtype=np.float32)  # weights (0 = unknown)
+        self._occ = np.zeros(n, dtype=np.float32)  # sum w * P(occupied)
+        self._total = np.zeros(n, dtype=np.float32)  # sum w (0 = never observed)
+        self._cls = np.zeros((2, n), dtype=np.uint8)  # the two classes with the most evidence
+        self._ev = np.zeros((2, n), dtype=np.float32)  # their sum w * P(class); ev[0] >= ev[1]
         self._stamp = np.zeros(n, dtype=np.int32)  # frame of the last update (lazy decay)
         self._label = np.zeros(n, dtype=np.uint8)  # fused class, kept current for rendering
         self.origin: np.ndarray | None = None  # window corner, odometry voxel index (int64, 3)
         self.frame = 0
         self.flips = 0
         self.resets = 0
-        self._weights: dict[tuple, np.ndarray] = {}
+        self._view: _GridView | None = None
 
     # -- bookkeeping -----------------------------------------------------------
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        return (self._occ, self._total, self._cls, self._ev, self._stamp, self._label)
+
     def reset(self) -> None:
         """Forget everything (a pose jump); counted in ``resets``."""
-        self._sums.fill(0.0)
-        self._total.fill(0.0)
-        self._stamp.fill(0)
-        self._label.fill(EMPTY)
+        for arr in self._arrays():
+            arr.fill(0)
         self.origin = None
         self.resets += 1
 
     def memory_bytes(self) -> int:
         """Bytes held by the map's arrays (fixed by the window, whatever the history)."""
-        return sum(a.nbytes for a in (self._sums, self._total, self._stamp, self._label))
+        return sum(a.nbytes for a in self._arrays())
+
+    def observed_voxels(self) -> int:
+        """Voxels of the window holding any evidence."""
+        return int(np.count_nonzero(self._total))
 
     def window_origin_for(self, T_odom_from_grid: np.ndarray) -> np.ndarray:
-        """The window corner (odometry voxel index) that centres the window on a pose."""
-        vs, (nx, ny, nz) = self.cfg.voxel_size, self.dims
+        """The window corner (odometry voxel index) that centres the window on a pose: x and
+        y centred on the grid frame's origin, z from the height band below it."""
+        vs, (nx, ny, _) = self.cfg.voxel_size, self.dims
         t = np.asarray(T_odom_from_grid, dtype=np.float64)[:3, 3]
         return np.array([int(np.floor(t[0] / vs + 0.5)) - nx // 2,
                          int(np.floor(t[1] / vs + 0.5)) - ny // 2,
                          int(np.floor((t[2] + self.cfg.z_min_m) / vs + 0.5))], dtype=np.int64)
 
-    def _slots(self, idx: np.ndarray) -> np.ndarray:
-        """Flat ring slots of odometry voxel indices (..., 3) inside the window."""
-        nx, ny, nz = self.dims
-        return ((idx[..., 0] % nx) * ny + (idx[..., 1] % ny)) * nz + (idx[..., 2] % nz)
-
     def move_window(self, new_origin: np.ndarray) -> tuple[tuple[int, int, int], int]:
-        """Move the window to ``new_origin``, clearing the slabs of slots that leave it."""
+        """Move the window to ``new_origin``, clearing the slabs of slots that leave it.
+        Returns (shift in voxels, slots cleared)."""
         new_origin = np.asarray(new_origin, dtype=np.int64)
         if self.origin is None:
             self.origin = new_origin.copy()
             return (0, 0, 0), 0
         shift = new_origin - self.origin
         cleared = 0
-        view = None
         for axis in range(3):
             s, n = int(shift[axis]), self.dims[axis]
             if s == 0:
                 continue
-            if view is None:
-                view = self._views()
             if abs(s) >= n:
                 leaving = np.arange(n)
-            elif s > 0:  # indices origin .. origin + s - 1 leave
+            elif s > 0:  # odometry indices origin .. origin + s - 1 leave
                 leaving = np.arange(self.origin[axis], self.origin[axis] + s) % n
-            else:  # indices origin + n + s .. origin + n - 1 leave
+            else:  # odometry indices origin + n + s .. origin + n - 1 leave
                 leaving = np.arange(self.origin[axis] + n + s, self.origin[axis] + n) % n
-            for arr in view:
-                sl = [slice(None)] * arr.ndim
-                sl[axis] = leaving
-                arr[tuple(sl)] = 0
+            for arr in self._arrays():
+                lead = arr.shape[:-1]  # (2,) for the class arrays
+                view = arr.reshape(*lead, *self.dims)
+                sl = [slice(None)] * view.ndim
+                sl[len(lead) + axis] = leaving
+                view[tuple(sl)] = 0
             cleared += len(leaving) * int(np.prod(self.dims)) // n
         self.origin = new_origin.copy()
-        return tuple(int(s) for s in shift), cleared  # type: ignore[return-value]
-
-    def _views(self) -> tuple[np.ndarray, ...]:
-        d = self.dims
-        return (self._sums.reshape(*d, self.num_classes), self._total.reshape(d), self._label.reshape(d))
+        return (int(shift[0]), int(shift[1]), int(shift[2])), cleared
 
     # -- geometry ----------------------------------------------------------------
-    def _range_weights(self, grid) -> np.ndarray:
-        """Observation weight of every grid voxel (flat, C order) from its range."""
+    def _grid_view(self, seen: np.ndarray, grid) -> _GridView:
         origin, dims, vs = _grid_axes(grid)
-        key = (tuple(origin), dims, vs)
-        if key not in self._weights:
-            axes = [origin[i] + (np.arange(dims[i]) + 0.5) * vs for i in range(3)]
-            r2 = axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2
-            r = np.sqrt(r2).reshape(-1)
+        key = repr((tuple(origin), dims, vs)).encode() + np.packbits(seen).tobytes()
+        if self._view is None or self._view.key != key:
+            flat = np.flatnonzero(seen)
+            i, j, k = np.unravel_index(flat, dims)
+            centres = origin + (np.stack([i, j, k], axis=1) + 0.5) * vs
+            r = np.linalg.norm(centres, axis=1)
             w = 1.0 / (1.0 + (r / self.cfg.range_falloff_m) ** self.cfg.range_power)
-            self._weights[key] = w.astype(np.float32)
-        return self._weights[key]
+            self._view = _GridView(key, flat, (i.astype(np.float32), j.astype(np.float32), k.astype(np.float32)),
+                                   w.astype(np.float32))
+        return self._view
 
-    def _pull(self, T_odom_from_grid: np.ndarray, grid) -> tuple[np.ndarray, np.ndarray]:
-        """(map slots, grid flat indices): every window voxel whose centre lies in the grid
-        box, with the grid voxel that contains that centre."""
-        origin, dims, gvs = _grid_axes(grid)
-        vs = self.cfg.voxel_size
+    def _affine(self, T_odom_from_grid: np.ndarray, grid) -> tuple[np.ndarray, np.ndarray]:
+        """(A, b): window-relative map index (continuous) = A @ grid index + b."""
+        origin, _, gvs = _grid_axes(grid)
         T = np.asarray(T_odom_from_grid, dtype=np.float64)
-        # Grid box corners in odometry coordinates -> window index bounds.
-        corners = np.array([[origin[0] + i * dims[0] * gvs, origin[1] + j * dims[1] * gvs, origin[2] + k * dims[2] * gvs]
-                            for i in (0, 1) for j in (0, 1) for k in (0, 1)])
-        odom = corners @ T[:3, :3].T + T[:3, 3]
-        lo = np.maximum(np.floor(odom.min(0) / vs).astype(np.int64), self.origin)
-        hi = np.minimum(np.ceil(odom.max(0) / vs).astype(np.int64), self.origin + np.array(self.dims))
-        if np.any(hi <= lo):
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        # grid index (continuous) = A @ odom index + b, separable over the three axes.
-        G = invert_rigid(T)
-        A = G[:3, :3] * (vs / gvs)
-        b = (G[:3, :3] @ np.full(3, 0.5 * vs) + G[:3, 3] - origin) / gvs
-        ranges = [np.arange(lo[i], hi[i]) for i in range(3)]
-        shape = tuple(len(r) for r in ranges)
-        cont = []
-        for row in range(3):
-            c = (A[row, 0] * ranges[0])[:, None, None] + (A[row, 1] * ranges[1])[None, :, None] \
-                + (A[row, 2] * ranges[2])[None, None, :] + b[row]
-            cont.append(np.floor(c).astype(np.int64))
-        gi, gj, gk = cont
-        inside = (gi >= 0) & (gi < dims[0]) & (gj >= 0) & (gj < dims[1]) & (gk >= 0) & (gk < dims[2])
-        sel = np.nonzero(inside.reshape(-1))[0]
-        gflat = ((gi.reshape(-1)[sel] * dims[1] + gj.reshape(-1)[sel]) * dims[2] + gk.reshape(-1)[sel])
-        nx, ny, nz = self.dims
-        ai, aj, ak = np.unravel_index(sel, shape)
-        slots = (((ranges[0] % nx)[ai] * ny + (ranges[1] % ny)[aj]) * nz + (ranges[2] % nz)[ak])
-        return slots, gflat
+        vs = self.cfg.voxel_size
+        A = T[:3, :3] * (gvs / vs)
+        b = (T[:3, :3] @ (origin + 0.5 * gvs) + T[:3, 3]) / vs - self.origin
+        return A, b
+
+    def _slots(self, u: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(inside mask, ring slots of the inside entries) of continuous window-relative indices."""
+        inside = (u[0] >= 0) & (u[0] < self.dims[0])
+        for axis in (1, 2):
+            inside &= (u[axis] >= 0) & (u[axis] < self.dims[axis])
+        slot = None
+        for axis in range(3):
+            n = self.dims[axis]
+            ring = u[axis].astype(np.int32)  # truncation = floor where inside (u >= 0)
+            ring += np.int32(self.origin[axis] % n)
+            if n & (n - 1) == 0:  # a power of two: the modulo is a mask
+                ring &= np.int32(n - 1)
+            else:
+                ring %= np.int32(n)
+            if slot is None:
+                slot = ring
+            else:
+                slot *= np.int32(n)
+                slot += ring
+        return inside, slot[inside]
 
     # -- evidence ------------------------------------------------------------------
-    def integrate(self, probs: np.ndarray, seen: np.ndarray, T_odom_from_grid: np.ndarray, grid) -> "IntegrateStats":
-        """Add a frame: ``probs`` (K, X, Y, Z) class probabilities on ``grid``, ``seen``
-        (X, Y, Z) bool, ``T_odom_from_grid`` the frame's pose. Moves the window first."""
+    def integrate(self, probs: np.ndarray, seen: np.ndarray, T_odom_from_grid: np.ndarray, grid,
+                  labels: np.ndarray | None = None) -> IntegrateStats:
+        """Add a frame: ``probs`` (K, X, Y, Z) class probabilities on ``grid`` (a model
+        ``GridConfig``), ``seen`` (X, Y, Z) bool (only those voxels take evidence),
+        ``T_odom_from_grid`` the frame's pose. ``labels``: the frame's argmax classes when
+        the caller has them (saves a pass over every class). Moves the window first."""
         _, dims, _ = _grid_axes(grid)
         if probs.shape != (self.num_classes, *dims):
             raise ValueError(f"probs has shape {probs.shape}, expected {(self.num_classes, *dims)}")
-        if seen.shape != dims:
-            raise ValueError(f"seen has shape {seen.shape}, expected {dims}")
-        self.frame += 1
-        shift, cleared = self.move_window(self.window_origin_for(T_odom_from_grid))
-        slots, gflat = self._pull(T_odom_from_grid, grid)
-        keep = seen.reshape(-1)[gflat]
-        slots, gflat = slots[keep], gflat[keep]
-        p = probs.reshape(self.num_classes, -1)[:, gflat].T.astype(np.float32)  # (n, K)
-        w = self._range_weights(grid)[gflat]
+        if seen.shape != dims or seen.dtype != bool:
+            raise ValueError(f"seen must be a bool array of shape {dims}, got {seen.dtype} {seen.shape}")
+        if labels is not None and labels.shape != dims:
+            raise ValueError(f"labels has shape {labels.shape}, expected {dims}")
+        T = np.asarray(T_odom_from_grid, dtype=np.float64)
+        if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+            raise ValueError(f"T_odom_from_grid must be a finite 4x4 transform, got shape {T.shape}")
         cfg = self.cfg
+        self.frame += 1
+        shift, cleared = self.move_window(self.window_origin_for(T))
+        view = self._grid_view(seen, grid)
+        A, b = self._affine(T, grid)
+        A, b = A.astype(np.float32), b.astype(np.float32)  # window-relative: small numbers
+        i, j, k = view.ijk
+        u = []
+        for r in range(3):
+            row = i * A[r, 0]
+            row += j * A[r, 1]
+            row += k * A[r, 2]
+            row += b[r]
+            u.append(row)
+        inside, slots = self._slots(u)
+        flat = view.flat[inside]
+        w = view.weight[inside]
+
+        flat_probs = probs.reshape(self.num_classes, -1)
+        p_occ = (1.0 - flat_probs[EMPTY][flat]).astype(np.float32)
+        cls = self._top_classes(flat_probs, flat, labels, p_occ)
+        p_cls = np.where(cls != EMPTY, flat_probs[cls, flat], 0.0).astype(np.float32)
         if cfg.free_weight != 1.0:
-            w = np.where(p[:, EMPTY] >= 0.5, w * np.float32(cfg.free_weight), w)
-        sums, total = self._sums[slots], self._total[slots]
-        age = (self.frame - self._stamp[slots]).astype(np.float32)
-        fade = np.where(total > 0, np.float32(cfg.decay) ** age, 0.0).astype(np.float32)
-        # Moving objects: a confident new occupied class that differs from the fused one.
-        new_cls = p.argmax(1)
-        old_cls = self._label[slots]
-        flip = (total > 0) & (new_cls != EMPTY) & (old_cls != EMPTY) & (new_cls != old_cls) \
-            & (p[np.arange(len(p)), new_cls] >= cfg.flip_confidence)
+            w = np.where(p_occ < 0.5, w * np.float32(cfg.free_weight), w)
+
+        occ, total, stamp = self._occ[slots], self._total[slots], self._stamp[slots]
+        cls_a, cls_b = self._cls[0, slots], self._cls[1, slots]
+        ev_a, ev_b = self._ev[0, slots], self._ev[1, slots]
+        fade = np.float32(cfg.decay) ** (self.frame - stamp).astype(np.float32)
+        # Moving objects: a confident occupied class that differs from the fused one.
+        flip = (self._label[slots] != EMPTY) & (cls != cls_a) & (p_cls >= cfg.flip_confidence) & (cls != EMPTY)
         fade[flip] *= np.float32(cfg.flip_keep)
-        sums *= fade[:, None]
-        total *= fade
-        sums += w[:, None] * p
-        total += w
+        occ = occ * fade + w * p_occ
+        total = total * fade + w
+        ev_a *= fade
+        ev_b *= fade
+        e = w * p_cls
+        is_a, is_b = (cls == cls_a) & (cls != EMPTY), (cls == cls_b) & (cls != EMPTY)
+        ev_a += np.where(is_a, e, 0.0).astype(np.float32)
+        ev_b += np.where(is_b, e, 0.0).astype(np.float32)
+        new = ~is_a & ~is_b & (e > ev_b)  # e is 0 without class evidence  # a class not held: replaces the weaker one if stronger
+        cls_b = np.where(new, cls, cls_b)
+        ev_b = np.where(new, e, ev_b)
+        swap = ev_b > ev_a
+        cls_a, cls_b = np.where(swap, cls_b, cls_a), np.where(swap, cls_a, cls_b)
+        ev_a, ev_b = np.where(swap, ev_b, ev_a), np.where(swap, ev_a, ev_b)
         over = total > cfg.max_weight
         if over.any():
             s = np.float32(cfg.max_weight) / total[over]
-            sums[over] *= s[:, None]
+            occ[over] *= s
+            ev_a[over] *= s
+            ev_b[over] *= s
             total[over] = cfg.max_weight
-        self._sums[slots], self._total[slots] = sums, total
-        self._stamp[slots] = self.frame
-        self._label[slots] = self._classify(sums, total)
-        n_flip = int(flip.sum())
+
+        self._occ[slots], self._total[slots], self._stamp[slots] = occ, total, self.frame
+        self._cls[0, slots], self._cls[1, slots] = cls_a, cls_b
+        self._ev[0, slots], self._ev[1, slots] = ev_a, ev_b
+        occupied = occ >= np.float32(cfg.occupied_threshold) * total
+        self._label[slots] = np.where(occupied, cls_a, EMPTY)
+        n_flip = int(np.count_nonzero(flip))
         self.flips += n_flip
         return IntegrateStats(updated=int(len(slots)), flips=n_flip, window_shift=shift, cleared_slots=cleared)
 
-    def _classify(self, sums: np.ndarray, total: np.ndarray) -> np.ndarray:
-        """Fused class: empty unless P(not empty) >= occupied_threshold, else the most
-        likely occupied class."""
-        occupied = sums[:, EMPTY] <= (1.0 - self.cfg.occupied_threshold) * total
-        best = sums[:, 1:].argmax(1).astype(np.uint8) + 1
-        return np.where(occupied & (total > 0), best, EMPTY).astype(np.uint8)
+    def _top_classes(self, flat_probs: np.ndarray, flat: np.ndarray, labels: np.ndarray | None,
+                     p_occ: np.ndarray) -> np.ndarray:
+        """Most likely occupied class (1..K-1) of each voxel in ``flat``, or EMPTY (no class
+        evidence) for voxels predicted empty with P(occupied) < ``class_min_occupied``.
+        Where the argmax ``labels`` is occupied it is that class; the others are searched
+        among the occupied classes only."""
+        if labels is None:  # the slow path: every class of every voxel in view
+            sub = flat_probs[:, flat]
+            keep = (sub.argmax(0) != EMPTY) | (p_occ >= np.float32(self.cfg.class_min_occupied))
+            return np.where(keep, sub[1:].argmax(0) + 1, EMPTY).astype(np.uint8)
+        cls = labels.reshape(-1)[flat].astype(np.uint8)
+        empty = np.flatnonzero((cls == EMPTY) & (p_occ >= np.float32(self.cfg.class_min_occupied)))
+        if len(empty):
+            cls[empty] = (flat_probs[1:, flat[empty]].argmax(0) + 1).astype(np.uint8)
+        return cls
 
     # -- read-out ------------------------------------------------------------------
     def render(self, T_odom_from_grid: np.ndarray, grid) -> tuple[np.ndarray, np.ndarray]:
         """The fused map in a frame's grid: (labels (X, Y, Z) uint8, known (X, Y, Z) bool),
         each grid voxel reading the map voxel that contains its centre; unknown voxels
         (outside the window or never observed) are labelled empty and not known."""
-        origin, dims, gvs = _grid_axes(grid)
+        _, dims, _ = _grid_axes(grid)
         labels = np.zeros(dims, dtype=np.uint8)
         known = np.zeros(dims, dtype=bool)
         if self.origin is None:
             return labels, known
-        T = np.asarray(T_odom_from_grid, dtype=np.float64)
-        vs = self.cfg.voxel_size
-        A = T[:3, :3] * (gvs / vs)
-        b = (T[:3, :3] @ (origin + 0.5 * gvs) + T[:3, 3]) / vs
-        ranges = [np.arange(d) for d in dims]
-        idx = []
-        for row in range(3):
-            c = (A[row, 0] * ranges[0])[:, None, None] + (A[row, 1] * ranges[1])[None, :, None] \
-                + (A[row, 2] * ranges[2])[None, None, :] + b[row]
-            idx.append(np.floor(c).astype(np.int64))
-        o, n = self.origin, self.dims
-        inside = np.ones(dims, dtype=bool)
-        for axis in range(3):
-            inside &= (idx[axis] >= o[axis]) & (idx[axis] < o[axis] + n[axis])
-        slots = self._slots(np.stack([i[inside] for i in idx], axis=-1))
+        A, b = self._affine(T_odom_from_grid, grid)
+        A, b = A.astype(np.float32), b.astype(np.float32)
+        axes = [np.arange(d, dtype=np.float32) for d in dims]
+        u = [(A[r, 0] * axes[0] + b[r])[:, None, None] + (A[r, 1] * axes[1])[None, :, None]
+             + (A[r, 2] * axes[2])[None, None, :] for r in range(3)]
+        inside, slots = self._slots(u)
         got = self._total[slots] > 0
         known[inside] = got
         labels[inside] = np.where(got, self._label[slots], EMPTY)
@@ -252,7 +304,7 @@ class RollingSemanticMap:
         labels (N,) uint8)."""
         if self.origin is None:
             return np.zeros((0, 3), np.float32), np.zeros(0, np.uint8)
-        slots = np.nonzero((self._label != EMPTY) & (self._total > 0))[0]
+        slots = np.flatnonzero(self._label != EMPTY)
         d = np.array(self.dims)
         ring = np.stack(np.unravel_index(slots, self.dims), axis=-1)
         index = self.origin + (ring - self.origin) % d  # odometry voxel index of each slot

@@ -14,6 +14,7 @@ from occdepth_ros.model.config import GridConfig
 from occdepth_ros.node.map_fusion import FRAME_CHANGED, WRONG_FRAME, MapFuser
 from occdepth_ros.node.params import NodeParams
 from occdepth_ros.node.pose_buffer import ADDED, INVALID, JUMP, MISSING
+from occdepth_ros.resources import share_dir
 from occdepth_ros.node.voxel_outputs import OCC_FREE, OCC_OCCUPIED, OCC_UNKNOWN, OccupiedVoxels, marker_groups
 
 CS = load_class_set()
@@ -25,7 +26,7 @@ IDENTITY_Q = (0.0, 0.0, 0.0, 1.0)
 
 def fuser(**params) -> MapFuser:
     p = dataclasses.replace(NodeParams(), fuse=True, map_extent_m=4.0, occupancy_min_z=-0.5,
-                            occupancy_max_z=0.5, odom_wait_s=0.0, **params).validate()
+                            occupancy_max_z=0.5, odom_wait_s=0.0, **params).resolved(share_dir()).validate()
     return MapFuser(p, GRID, CS)
 
 

@@ -90,7 +90,7 @@ def test_the_map_from_a_replayed_bag_is_the_offline_fusion_of_the_same_frames(re
     grid = node.processor.engine.cfg.grid
     for frame, T in zip(frames, poses):
         pred = frame_probs(node, seq, frame)
-        offline.integrate(pred.probs, pred.seen, T, grid)
+        offline.integrate(pred.probs, pred.seen, T, grid, labels=pred.labels)
     centres, labels = offline.occupied()
     assert len(labels) > 1000  # a scene, not an empty map
     last = got["map_cloud"][-1]
@@ -206,7 +206,7 @@ def test_an_odometry_jump_resets_the_map(fed) -> None:
     assert fuser.buffer.counters.jumps == 1 and fuser.counters.resets == 1
     after = RollingSemanticMap(fuser.cfg, h.node.classes.n_classes)  # only the frame after the jump
     pred = frame_probs(h.node, seq, frames[2])
-    after.integrate(pred.probs, pred.seen, poses[2], h.node.processor.engine.cfg.grid)
+    after.integrate(pred.probs, pred.seen, poses[2], h.node.processor.engine.cfg.grid, labels=pred.labels)
     published = cloud_points(h.messages("map_cloud")[-1])
     assert as_set(np.stack([published["x"], published["y"], published["z"]], 1), published["label"]) == \
         as_set(*after.occupied())

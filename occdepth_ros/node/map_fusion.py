@@ -126,7 +126,7 @@ class MapFuser:
             self.map.reset()
             self.counters.resets += 1
             self._generation = pose.generation
-        self.map.integrate(prediction.probs, prediction.seen, pose.T, self.grid)
+        self.map.integrate(prediction.probs, prediction.seen, pose.T, self.grid, labels=prediction.labels)
         self.counters.frames_fused += 1
         return FuseResult("fused", reset=reset, late=pose.status != "interpolated",
                           outputs=self.outputs(stamp_ns, pose.T, outputs))

@@ -23,6 +23,9 @@ from launch_ros.substitutions import FindPackageShare
 PACKAGE = 'occdepth_ros'
 # Launch argument -> node parameter, passed only when not empty.
 PARAMETER_ARGS = ('checkpoint', 'preset', 'backend', 'ort_provider', 'device', 'calib_file', 'frame_id', 'fuse')
+# Of those, the bool parameters: launch_ros passes a plain string on as a string parameter.
+BOOL_ARGS = {'fuse'}
+BOOL_WORDS = {'true': True, '1': True, 'false': False, '0': False}
 # Node config file name -> its RViz config (fixed frame = that config's grid frame).
 RVIZ_CONFIGS = {'generic_stereo.yaml': 'generic_stereo.rviz'}
 DEFAULT_RVIZ = 'occdepth.rviz'
@@ -39,7 +42,7 @@ def node_settings(value):
     """What the launch arguments (``value(name)`` -> string) make of the node and RViz:
     parameters (the config file, then the non-empty overrides), remappings, RViz config
     file name and extra RViz arguments."""
-    overrides = {name: value(name) for name in PARAMETER_ARGS if value(name)}
+    overrides = {name: _parameter(name, value(name)) for name in PARAMETER_ARGS if value(name)}
     fixed = value('fixed_frame') or value('frame_id')
     return {
         'parameters': [value('config'), overrides],
@@ -47,6 +50,15 @@ def node_settings(value):
         'rviz_config': RVIZ_CONFIGS.get(os.path.basename(value('config')), DEFAULT_RVIZ),
         'rviz_extra_args': ['--fixed-frame', fixed] if fixed else [],
     }
+
+
+def _parameter(name, text):
+    """A launch argument's string as the node parameter's type."""
+    if name not in BOOL_ARGS:
+        return text
+    if text.lower() not in BOOL_WORDS:
+        raise ValueError(f'launch argument {name} must be true or false, got {text!r}')
+    return BOOL_WORDS[text.lower()]
 
 
 def _setup(context):

@@ -303,7 +303,7 @@ class OccDepthNode(Node):
                                       reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
                 self.sub_odom = self.create_subscription(
                     Odometry, p.odom_topic, self._on_odometry, odom_qos,
-                    event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos))
+                    event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_odometry_qos))
         self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
         self.create_timer(INPUT_WATCH_PERIOD_S, self._watch_inputs)
         self._match_publishers()
@@ -433,6 +433,13 @@ class OccDepthNode(Node):
         elif result in (JUMP, RESTART):
             self.get_logger().info(f"{self.fuser.buffer.counters.last_restart} on {topic}: the map resets "
                                    "before the next frame")
+
+    def _on_odometry_qos(self, event) -> None:
+        self.stats.count_event("qos_incompatible")
+        policy = qos_policy_name_from_kind(event.last_policy_kind)
+        self._warn("qos_incompatible:odom", f"incompatible QoS ({policy}) between the odometry subscription "
+                   f"{self.sub_odom.topic_name} (reliable, volatile) and a publisher: no odometry flows, "
+                   "nothing is fused")
 
     def _tf_pose(self, buffer: PoseBuffer, stamp_ns: int) -> PoseLookup:
         """use_tf: odom_frame <- grid frame at the image stamp (waiting up to odom_wait_s),

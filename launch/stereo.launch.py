@@ -9,7 +9,8 @@
 
 Empty arguments leave the config file's value in place. RViz opens the RViz config of
 the node config (generic_stereo.yaml: rviz/generic_stereo.rviz, fixed frame occdepth_grid;
-otherwise rviz/occdepth.rviz, fixed frame velodyne); fixed_frame:=<frame> overrides it.
+otherwise rviz/occdepth.rviz, fixed frame velodyne), or with fuse:=true rviz/occdepth_map.rviz
+(the map's topics, fixed frame odom); fixed_frame:=<frame> overrides the fixed frame.
 """
 
 import os
@@ -29,6 +30,7 @@ BOOL_WORDS = {'true': True, '1': True, 'false': False, '0': False}
 # Node config file name -> its RViz config (fixed frame = that config's grid frame).
 RVIZ_CONFIGS = {'generic_stereo.yaml': 'generic_stereo.rviz'}
 DEFAULT_RVIZ = 'occdepth.rviz'
+MAP_RVIZ = 'occdepth_map.rviz'  # fuse:=true: the temporal map, fixed frame odom
 # Launch argument -> the node's input topic it remaps.
 REMAP_ARGS = {
     'left_image': 'left/image_rect',
@@ -47,7 +49,8 @@ def node_settings(value):
     return {
         'parameters': [value('config'), overrides],
         'remappings': [(topic, value(arg)) for arg, topic in REMAP_ARGS.items() if value(arg)],
-        'rviz_config': RVIZ_CONFIGS.get(os.path.basename(value('config')), DEFAULT_RVIZ),
+        'rviz_config': (MAP_RVIZ if overrides.get('fuse') else
+                        RVIZ_CONFIGS.get(os.path.basename(value('config')), DEFAULT_RVIZ)),
         'rviz_extra_args': ['--fixed-frame', fixed] if fixed else [],
     }
 

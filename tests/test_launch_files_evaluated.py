@@ -88,6 +88,8 @@ def test_stereo_launch_declares_its_arguments_and_starts_the_node(launch_env) ->
         context.launch_configurations["fuse"] = text
         overrides = module.node_settings(context.launch_configurations.get)["parameters"][1]
         assert evaluate_parameters(context, normalize_parameters([overrides])) == ({"device": "cuda", "fuse": fuse},)
+        rviz = module.node_settings(context.launch_configurations.get)["rviz_config"]
+        assert rviz == ("occdepth_map.rviz" if fuse else "generic_stereo.rviz") and (ROOT / "rviz" / rviz).is_file()
     context.launch_configurations["fuse"] = "yes"
     with pytest.raises(ValueError, match="fuse must be true or false"):
         module.node_settings(context.launch_configurations.get)

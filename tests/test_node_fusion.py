@@ -187,6 +187,7 @@ def test_without_odometry_the_frame_outputs_go_on_and_the_node_says_why(fed, cap
     assert "no odometry received yet" in diag[-1].message
     values = {kv.key: kv.value for kv in diag[-1].values}
     assert int(values["fuse_frames_unfused"]) >= 1 and values["odom_received"] == "0"
+    assert values["fuse_frames_fused"] == "0" and values["last_odom_missing"] == "no odometry received yet"
     err = capfd.readouterr().err
     assert "no pose for a frame (no odometry received yet; odometry topic /odom)" in err
 

@@ -18,6 +18,7 @@ Outputs, in the odometry frame (the odometry messages' ``header.frame_id``, or
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -66,6 +67,7 @@ class FuseCounters:
     wrong_frame: int = 0  # odometry messages for another child frame
     frame_changed: int = 0  # odometry messages in another frame than the map's
     last_missing: str = field(default="")
+    last_fuse_ms: float = 0.0  # integrate + the map's outputs, latest fused frame (excludes the pose wait)
 
 
 class MapFuser:
@@ -120,6 +122,7 @@ class MapFuser:
             self.counters.frames_unfused += 1
             self.counters.last_missing = pose.reason
             return FuseResult(MISSING, reason=pose.reason)
+        start = time.perf_counter()
         reset = ""
         if pose.generation != self._generation:
             reset = self.buffer.counters.last_restart
@@ -128,8 +131,9 @@ class MapFuser:
             self._generation = pose.generation
         self.map.integrate(prediction.probs, prediction.seen, pose.T, self.grid, labels=prediction.labels)
         self.counters.frames_fused += 1
-        return FuseResult("fused", reset=reset, late=pose.status != "interpolated",
-                          outputs=self.outputs(stamp_ns, pose.T, outputs))
+        out = self.outputs(stamp_ns, pose.T, outputs)
+        self.counters.last_fuse_ms = (time.perf_counter() - start) * 1e3
+        return FuseResult("fused", reset=reset, late=pose.status != "interpolated", outputs=out)
 
     def outputs(self, stamp_ns: int, T_odom_from_grid: np.ndarray, wanted: frozenset[str] = MAP_OUTPUTS) -> MapOutputs:
         robot = np.asarray(T_odom_from_grid, dtype=np.float64)[:3, 3].copy()

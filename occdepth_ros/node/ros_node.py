@@ -594,7 +594,8 @@ class OccDepthNode(Node):
                   "fuse_map_resets": str(c.resets), "odom_received": str(b.received),
                   "odom_out_of_order": str(b.out_of_order), "odom_jumps": str(b.jumps),
                   "odom_restarts": str(b.restarts), "odom_late": str(b.late), "odom_missing": str(b.missing),
-                  "odom_invalid": str(b.invalid), "odom_wrong_frame": str(c.wrong_frame + c.frame_changed)}
+                  "odom_invalid": str(b.invalid), "odom_wrong_frame": str(c.wrong_frame + c.frame_changed),
+                  "fuse_last_ms": f"{c.last_fuse_ms:.1f}"}
         if c.last_missing:
             values["last_odom_missing"] = c.last_missing
         return problems, values

@@ -26,7 +26,9 @@ TOPICS = {
     "/right/image_rect": "sensor_msgs/msg/Image",
     "/left/camera_info": "sensor_msgs/msg/CameraInfo",
     "/right/camera_info": "sensor_msgs/msg/CameraInfo",
+    "/odom": "nav_msgs/msg/Odometry",
 }
+IMAGE_TOPICS = {t: m for t, m in TOPICS.items() if t != "/odom"}
 TS = kitti2bag.typestore()
 
 
@@ -126,9 +128,9 @@ def test_frame_range_start_time_and_options(kitti_root, seq, tmp_path):
         start_time_ns=kitti2bag.parse_start_time("1317000000.123456789"),
         left_frame_id="cam2", right_frame_id="cam3", topics=kitti2bag.TopicNames("stereo"), qos="best_effort")
     result = kitti2bag.convert(opts, progress=False)
-    assert (result.frames, result.messages) == (FRAMES - 1, 4 * (FRAMES - 1))
+    assert (result.frames, result.messages) == (FRAMES - 1, 5 * (FRAMES - 1))
     conns, msgs = read_bag(out)
-    assert set(conns) == {"/stereo" + t for t in TOPICS}
+    assert set(conns) == {"/stereo" + t for t in IMAGE_TOPICS} | {"/odom"}  # odometry keeps its absolute topic
     base = 1_317_000_000_123_456_789
     assert [stamp_ns(m) for _, m in msgs["/stereo/left/image_rect"]] == \
         [base + round(t * 1e9) for t in seq.times()[1:FRAMES]]
@@ -173,3 +175,87 @@ def test_missing_files_are_named_and_partial_bag_removed(kitti_root, tmp_path):
     shutil.rmtree(seq_dir / "image_3")
     with pytest.raises(kitti2bag.ConversionError, match="image_3"):
         kitti2bag.convert(opts, progress=False)
+
+
+def quaternion_matrix(q) -> np.ndarray:
+    """Rotation of a unit quaternion (x, y, z, w), written out independently of the tool."""
+    x, y, z, w = q.x, q.y, q.z, q.w
+    return np.array([[w * w + x * x - y * y - z * z, 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                     [2 * (x * y + w * z), w * w - x * x + y * y - z * z, 2 * (y * z - w * x)],
+                     [2 * (x * z - w * y), 2 * (y * z + w * x), w * w - x * x - y * y + z * z]])
+
+
+def test_odometry_round_trips_poses_txt_through_tr(bag, seq):
+    """Read back: each frame's Odometry is poses.txt's cam0 pose brought to the grid frame,
+    Tr^-1 P Tr (float64, by a loop over the text rows), stamped like the images."""
+    _, _, conns, msgs = bag
+    assert conns["/odom"].msgcount == FRAMES
+    Tr = np.eye(4)
+    Tr[:3] = np.array([float(v) for v in (seq.path / "calib.txt").read_text().split("Tr:")[1].split()[:12]]).reshape(3, 4)
+    rows = [line.split() for line in (seq.path / "poses.txt").read_text().splitlines() if line.strip()]
+    image_stamps = [stamp_ns(m) for _, m in msgs["/left/image_rect"]]
+    for i, (t_ns, odom) in enumerate(msgs["/odom"]):
+        P = np.eye(4)
+        P[:3] = np.array([float(v) for v in rows[i]]).reshape(3, 4)
+        expected = np.linalg.solve(Tr, P @ Tr)
+        p, q = odom.pose.pose.position, odom.pose.pose.orientation
+        assert (odom.header.frame_id, odom.child_frame_id) == ("odom", "velodyne")
+        assert stamp_ns(odom) == t_ns == image_stamps[i]
+        assert q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2 == pytest.approx(1.0, abs=1e-14)
+        np.testing.assert_allclose([p.x, p.y, p.z], expected[:3, 3], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(quaternion_matrix(q), expected[:3, :3], rtol=0, atol=1e-8)  # rows printed to 9 digits
+        assert not np.any(odom.pose.covariance) and not np.any(odom.twist.covariance)
+    first = msgs["/odom"][0][1].pose.pose
+    np.testing.assert_allclose([first.position.x, first.position.y, first.position.z], 0.0, atol=1e-12)  # odom = frame 0's grid
+    moved = msgs["/odom"][-1][1].pose.pose.position
+    assert moved.x > 0.5  # the synthetic car drives forward along the grid's x
+
+
+def test_odometry_comes_first_in_each_frame(bag):
+    _, out, _, _ = bag
+    with Reader(out) as reader:
+        order = [c.topic for c, _, _ in reader.messages()]
+    assert order[0] == "/odom" and order.count("/odom") == FRAMES
+    for i in range(FRAMES):
+        assert order[5 * i] == "/odom"
+
+
+def test_odometry_options_and_missing_poses(kitti_root, tmp_path, capsys):
+    out = tmp_path / "renamed"
+    assert kitti2bag.main(["--kitti", str(kitti_root), "--sequence", "00", "--out", str(out), "--quiet",
+                           "--odom-topic", "/robot/odom", "--odom-frame-id", "world", "--grid-frame-id", "lidar"]) == 0
+    assert "odometry from poses.txt on /robot/odom (world -> lidar)" in capsys.readouterr().out
+    conns, msgs = read_bag(out)
+    odom = msgs["/robot/odom"][0][1]
+    assert (odom.header.frame_id, odom.child_frame_id) == ("world", "lidar")
+    assert kitti2bag.main(["--kitti", str(kitti_root), "--sequence", "00", "--out", str(tmp_path / "none"),
+                           "--quiet", "--no-odometry"]) == 0
+    assert "no odometry (--no-odometry)" in capsys.readouterr().out
+    assert set(read_bag(tmp_path / "none")[0]) == set(IMAGE_TOPICS)
+    root = tmp_path / "kitti"
+    shutil.copytree(kitti_root / "sequences" / "00", root / "sequences" / "00",
+                    ignore=shutil.ignore_patterns("voxels", "depth", "poses.txt"))
+    assert kitti2bag.main(["--kitti", str(root), "--sequence", "00", "--out", str(tmp_path / "noposes"), "--quiet"]) == 0
+    assert "no odometry: " in capsys.readouterr().out
+    assert set(read_bag(tmp_path / "noposes")[0]) == set(IMAGE_TOPICS)
+    for argv, message in ((["--odom-topic", "odom"], "absolute topic"),
+                          (["--odom-frame-id", "velodyne"], "both 'velodyne'")):
+        assert kitti2bag.main(["--kitti", str(kitti_root), "--sequence", "00", "--out", str(tmp_path / "bad"),
+                               "--quiet", *argv]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_short_or_broken_poses_are_named(kitti_root, tmp_path):
+    root = tmp_path / "kitti"
+    shutil.copytree(kitti_root / "sequences" / "00", root / "sequences" / "00",
+                    ignore=shutil.ignore_patterns("voxels", "depth"))
+    poses = root / "sequences" / "00" / "poses.txt"
+    lines = poses.read_text().splitlines()
+    poses.write_text("\n".join(lines[:-1]) + "\n")
+    opts = kitti2bag.ConvertOptions(kitti=root, sequence="00", out=tmp_path / "bag")
+    with pytest.raises(kitti2bag.ConversionError, match=f"poses.txt has {FRAMES - 1} poses"):
+        kitti2bag.convert(opts, progress=False)
+    poses.write_text("\n".join(["2 0 0 0 0 1 0 0 0 0 1 0"] + lines[1:]) + "\n")  # a scaled "rotation"
+    with pytest.raises(kitti2bag.ConversionError, match="poses.txt line 1"):
+        kitti2bag.convert(opts, progress=False)
+    assert not opts.out.exists()

@@ -13,7 +13,7 @@ import yaml
 from helpers.launch_expectations import KITTI_REPLAY_ARGS, LAUNCH_DIR, ROOT, STEREO_ARGS
 from occdepth_ros.classes import load_class_set
 from occdepth_ros.node.param_specs import SPECS
-from occdepth_ros.node.params import NodeParams
+from occdepth_ros.node.params import DEFAULT_ODOM_FRAME, NodeParams
 from occdepth_ros.resources import share_dir
 
 NODE_OUTPUTS = {"/occdepth_node/voxels", "/occdepth_node/voxel_markers", "/occdepth_node/occupancy"}
@@ -38,6 +38,16 @@ def test_each_config_has_an_rviz_config_fixed_on_its_grid_frame(config: str, fra
     topics = {d["Topic"]["Value"] for d in cfg["Visualization Manager"]["Displays"] if "Topic" in d}
     assert NODE_OUTPUTS <= topics
     assert cfg["Visualization Manager"]["Global Options"]["Fixed Frame"] == frame
+
+
+def test_the_map_rviz_config_shows_the_map_in_the_odometry_frame() -> None:
+    cfg = yaml.safe_load((ROOT / "rviz" / "occdepth_map.rviz").read_text())
+    displays = {d["Topic"]["Value"]: d["Topic"] for d in cfg["Visualization Manager"]["Displays"] if "Topic" in d}
+    maps = {"/occdepth_node/map/voxels", "/occdepth_node/map/voxel_markers", "/occdepth_node/map/occupancy"}
+    assert maps <= set(displays)
+    for latched in ("/occdepth_node/map/voxels", "/occdepth_node/map/occupancy"):  # the node's map QoS
+        assert displays[latched]["Durability Policy"] == "Transient Local"
+    assert cfg["Visualization Manager"]["Global Options"]["Fixed Frame"] == DEFAULT_ODOM_FRAME
 
 
 # -- the launch files, read as source ----------------------------------------------------------

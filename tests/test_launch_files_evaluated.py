@@ -82,6 +82,18 @@ def test_stereo_launch_declares_its_arguments_and_starts_the_node(launch_env) ->
     assert settings["remappings"] == [("left/image_rect", "/zed/left/image_rect_color")]
     assert (ROOT / "rviz" / settings["rviz_config"]).is_file() and settings["rviz_config"] == "generic_stereo.rviz"
     assert settings["rviz_extra_args"] == []
+    from launch_ros.utilities import evaluate_parameters, normalize_parameters
+
+    for text, fuse in (("true", True), ("False", False)):  # the node's bool parameter, not a string
+        context.launch_configurations["fuse"] = text
+        overrides = module.node_settings(context.launch_configurations.get)["parameters"][1]
+        assert evaluate_parameters(context, normalize_parameters([overrides])) == ({"device": "cuda", "fuse": fuse},)
+        rviz = module.node_settings(context.launch_configurations.get)["rviz_config"]
+        assert rviz == ("occdepth_map.rviz" if fuse else "generic_stereo.rviz") and (ROOT / "rviz" / rviz).is_file()
+    context.launch_configurations["fuse"] = "yes"
+    with pytest.raises(ValueError, match="fuse must be true or false"):
+        module.node_settings(context.launch_configurations.get)
+    context.launch_configurations["fuse"] = ""
     context.launch_configurations["fixed_frame"] = "base_link"
     assert module.node_settings(context.launch_configurations.get)["rviz_extra_args"] == ["--fixed-frame", "base_link"]
 

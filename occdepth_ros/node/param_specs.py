@@ -13,6 +13,7 @@ ParameterDescriptors, and docs/NODE.md's parameter table is generated from them
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from ..runtime.factory import BACKEND_CHOICES, PRECISIONS
@@ -88,6 +89,26 @@ SPECS: dict[str, ParamSpec] = {
     "marker_max_voxels": ParamSpec("cap on the cubes in ~/voxel_markers", (0, 10_000_000), runtime=True),
     "marker_max_rate_hz": ParamSpec("most ~/voxel_markers per second; 0 disables them", (0.0, 1000.0),
                                     runtime=True),
+    "fuse": ParamSpec("temporal map: integrate every frame into a semantic voxel map in the odometry frame "
+                      "through the pose at its stamp; publishes ~/map/* (per-frame outputs unchanged)"),
+    "odom_topic": ParamSpec("nav_msgs/Odometry of the grid frame (child_frame_id = the grid frame) when fuse "
+                            "is true and use_tf is false; the map is kept in its header.frame_id"),
+    "use_tf": ParamSpec("look the pose up in TF (odom_frame <- grid frame, at the image stamp) instead of "
+                        "odom_topic; needs tf2_ros (a ROS install)"),
+    "odom_frame": ParamSpec("with use_tf: the fixed frame the map is kept and published in"),
+    "odom_max_age_s": ParamSpec("odometry farther than this from an image's stamp does not count: that frame "
+                                "is not fused (warned, counted), s", (0.001, 3600.0)),
+    "odom_wait_s": ParamSpec("how long a frame newer than the newest odometry waits for more before the newest "
+                             "pose is used (counted as late), s", (0.0, 10.0)),
+    "odom_jump_m": ParamSpec("a step between consecutive odometry poses longer than this resets the map, m",
+                             (0.001, BIG)),
+    "odom_jump_rad": ParamSpec("a rotation between consecutive odometry poses larger than this resets the map, "
+                               "rad", (0.001, math.pi)),
+    "map_voxel_size": ParamSpec("voxel size of the map, m; 0 = the model grid's", (0.0, BIG)),
+    "map_extent_m": ParamSpec("side of the map's square window in x and y, centred on the robot, m; its height "
+                              "band is the model grid's", (0.01, BIG)),
+    "map_decay": ParamSpec("evidence a map voxel keeps per fused frame it goes unobserved (1 = never forgets)",
+                           (1e-6, 1.0)),
     "processing_budget_ms": ParamSpec("processing time per frame above which diagnostics warn, ms",
                                       (0.001, BIG)),
     "diagnostics_period_s": ParamSpec("period of /diagnostics, s", (0.001, 3600.0)),

@@ -18,6 +18,7 @@ from ..runtime.factory import BACKEND_CHOICES, DEFAULT_PRECISION, PRECISIONS
 from ..runtime.ort_providers import ORT_PROVIDER_CHOICES
 from .input_qos import DEFAULT_INPUT_QOS, INPUT_QOS_CHOICES
 from .stereo_sync import IMAGE_STREAMS, STEREO_STREAMS, seconds_to_ns
+from ..fusion.config import DEFAULT_EXTENT_XY_M, FusionConfig
 from .voxel_outputs import DEFAULT_FREE_CLASSES
 
 RIGID_SIZES = (12, 16)  # grid_to_camera: 3x4 or 4x4, row-major
@@ -26,6 +27,8 @@ PATH_PARAMS = ("calib_file", "checkpoint")
 KITTI_GRID_FRAME = "velodyne"  # KITTI calib.txt's Tr maps velodyne -> cam0
 DEFAULT_GRID_FRAME = "occdepth_grid"  # grid_to_camera's source frame (x forward, y left, z up)
 KITTI_CALIB = f"config/calib/{SHIPPED_KITTI_CALIB}"  # relative: resolved against the share dir
+DEFAULT_ODOM_TOPIC = "/odom"  # nav_msgs/Odometry: absolute, as robots publish it (REP-105's odom)
+DEFAULT_ODOM_FRAME = "odom"  # REP-105: the continuous, drifting odometry frame
 
 
 @dataclass
@@ -71,6 +74,18 @@ class NodeParams:
     occupancy_transient_local: bool = True  # REP-2003 map QoS
     marker_max_voxels: int = 30000  # RViz2 struggles above ~20-30k cubes (ros2/rviz#790)
     marker_max_rate_hz: float = 1.0  # 0 disables ~/voxel_markers
+    # temporal map (fuse): frames integrated in the odometry frame through each image's pose
+    fuse: bool = False
+    odom_topic: str = DEFAULT_ODOM_TOPIC  # nav_msgs/Odometry; child_frame_id must be the grid frame
+    use_tf: bool = False  # look up odom_frame <- grid frame in TF instead (needs tf2_ros)
+    odom_frame: str = DEFAULT_ODOM_FRAME  # with use_tf: the map's frame (the topic's messages name theirs)
+    odom_max_age_s: float = 0.5  # odometry farther than this from an image's stamp does not count
+    odom_wait_s: float = 0.1  # how long a frame waits for odometry at or after its stamp
+    odom_jump_m: float = 5.0  # a step between consecutive poses beyond this resets the map
+    odom_jump_rad: float = 0.5
+    map_voxel_size: float = 0.0  # m; 0 = the model grid's
+    map_extent_m: float = DEFAULT_EXTENT_XY_M  # side of the square window centred on the robot
+    map_decay: float = FusionConfig.decay  # evidence kept per frame a voxel goes unobserved
     # diagnostics
     processing_budget_ms: float = 1000.0
     diagnostics_period_s: float = 1.0
@@ -120,7 +135,38 @@ class NodeParams:
         self._validate_model()
         self._validate_calibration()
         self._validate_outputs(class_names)
+        self._validate_fusion()
         return self
+
+    def _validate_fusion(self) -> None:
+        for name in ("odom_max_age_s", "odom_wait_s", "odom_jump_m", "odom_jump_rad", "map_voxel_size",
+                     "map_extent_m", "map_decay"):
+            _require(_finite(getattr(self, name)), name, f"must be finite, got {getattr(self, name)}")
+        _require(bool(self.odom_topic.strip()), "odom_topic", "must not be empty")
+        _require(bool(self.odom_frame) and not self.odom_frame.startswith("/") and
+                 self.odom_frame == self.odom_frame.strip(), "odom_frame",
+                 f"must be a tf2 frame name without a leading '/' or spaces, got {self.odom_frame!r}")
+        _require(self.odom_max_age_s > 0, "odom_max_age_s", f"must be > 0, got {self.odom_max_age_s}")
+        _require(self.odom_wait_s >= 0, "odom_wait_s", f"must be >= 0, got {self.odom_wait_s}")
+        _require(self.odom_jump_m > 0, "odom_jump_m", f"must be > 0, got {self.odom_jump_m}")
+        _require(self.odom_jump_rad > 0, "odom_jump_rad", f"must be > 0, got {self.odom_jump_rad}")
+        _require(self.map_voxel_size >= 0, "map_voxel_size", f"must be >= 0 (0 = the model grid's), "
+                 f"got {self.map_voxel_size}")
+        _require(0 < self.map_decay <= 1, "map_decay", f"must be in (0, 1], got {self.map_decay}")
+        if self.use_tf:
+            _require(self.odom_frame != self.grid_frame(), "odom_frame",
+                     f"is the grid frame {self.grid_frame()!r}: the map needs a fixed frame apart from it")
+
+    def fusion_config(self, grid) -> FusionConfig:
+        """The map's layout for the model ``grid`` (GridConfig): the fusion defaults, with
+        what the parameters set; ValueError names the parameter a bad layout comes from."""
+        overrides = {"extent_xy_m": self.map_extent_m, "decay": self.map_decay}
+        if self.map_voxel_size > 0:
+            overrides["voxel_size"] = self.map_voxel_size
+        try:
+            return FusionConfig.for_grid(grid, **overrides)
+        except ValueError as exc:
+            raise ValueError(f"parameters map_voxel_size / map_extent_m / map_decay: {exc}") from exc
 
     def _validate_sync(self) -> None:
         _require(_finite(self.sync_tolerance_s) and self.sync_tolerance_s >= 0, "sync_tolerance_s",

@@ -19,13 +19,15 @@ from ..geometry.calib import CalibrationError, StereoCalibration, calibration_fr
 from ..geometry.lookups import LiftTensors
 from ..inference import InputError, Prediction, StereoInference
 from .file_calibration import FileCalibration, load_file_calibration
+from .map_fusion import MAP_OUTPUTS, FuseResult, MapFuser
 from .image_decode import decode_image
 from .params import NodeParams
 from .stereo_sync import stamp_to_ns
 from .voxel_outputs import BevGrid, OccupiedVoxels, VoxelCloud, bev_occupancy, occupied_voxels, voxel_cloud
 
 
-OUTPUTS = frozenset({"voxels", "cloud", "bev"})  # derived outputs; the prediction is always made
+OUTPUTS = frozenset({"voxels", "cloud", "bev"}) | MAP_OUTPUTS  # derived outputs; the prediction is always made
+FUSION_FAILED = "failed"  # FuseResult.status of a frame whose fusion raised (the frame's own outputs go on)
 
 
 @dataclass
@@ -47,6 +49,7 @@ class FrameOutputs:
     cloud: VoxelCloud | None
     bev: BevGrid | None
     processing_s: float  # compute time of the frame's stages (not the time it waited between them)
+    fusion: FuseResult | None = None  # with a map (fuse): what fusing this frame did
 
 
 class FrameProcessor:
@@ -56,6 +59,7 @@ class FrameProcessor:
                  on_note: Callable[[str], None] | None = None) -> None:
         self.engine, self.params, self.classes = engine, params, classes
         self.on_note = on_note
+        self.fuser: MapFuser | None = None  # set by the node when fuse is on
         self.file_calibration: FileCalibration | None = None
         if params.calib_file:  # read (and its image size decided) once, at start-up
             self.file_calibration = load_file_calibration(params.calib_file, params.calib_image_size)
@@ -130,7 +134,9 @@ class FrameProcessor:
     def finish(self, frame: PreparedFrame, logits: torch.Tensor, outputs: frozenset[str] = OUTPUTS) -> FrameOutputs:
         """Host stage after the network: labels (and confidence), derived outputs."""
         start = time.perf_counter()
-        pred = self.engine.postprocess(logits, self.params.publish_confidence, seen=frame.seen)
+        fuser = self.fuser
+        pred = self.engine.postprocess(logits, self.params.publish_confidence, seen=frame.seen,
+                                       with_probs=fuser is not None)
         cfg = self.engine.cfg
         voxels = cloud = bev = None
         if outputs & {"voxels", "cloud"}:
@@ -142,7 +148,15 @@ class FrameProcessor:
         if "bev" in outputs:
             bev = bev_occupancy(pred.labels, cfg.grid, self.classes, self.params.occupancy_min_z,
                                 self.params.occupancy_max_z, seen=pred.seen, free_classes=self.params.free_classes)
-        return FrameOutputs(frame.stamp_ns, pred, voxels, cloud, bev, frame.busy_s + time.perf_counter() - start)
+        fusion = None
+        if fuser is not None:
+            try:
+                fusion = fuser.fuse(frame.stamp_ns, pred, outputs & MAP_OUTPUTS)
+            except Exception as exc:  # noqa: BLE001 - the frame's own outputs still go out
+                fusion = FuseResult(FUSION_FAILED, reason=f"{type(exc).__name__}: {exc}")
+            pred.probs = None  # K x the grid: not kept past fusion
+        return FrameOutputs(frame.stamp_ns, pred, voxels, cloud, bev, frame.busy_s + time.perf_counter() - start,
+                            fusion)
 
 
 def _is_mono(msg: Any) -> bool:

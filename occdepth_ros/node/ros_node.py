@@ -18,6 +18,12 @@ Tr is the transform from it into the left rectified optical frame):
   in the z band), reliable and transient_local.
 - ``~/label_grid`` sensor_msgs/Image (``8UC<Z>``): the dense class grid (rows x, columns y, channels z).
 - ``/diagnostics``, ``~/debug/processing_time_ms``, ``~/debug/pipeline_latency_ms``.
+
+With ``fuse``, every frame also enters a temporal map (map_fusion.MapFuser) through the pose
+at its stamp, from ``odom_topic`` (nav_msgs/Odometry) or TF; the map is published in the
+odometry frame: ``~/map/voxels`` (PointCloud2), ``~/map/occupancy`` (OccupancyGrid), both
+latched, and ``~/map/voxel_markers`` at the marker rate. A frame without a pose is not fused
+(warned, counted in the diagnostics); its own outputs go out as always.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from rclpy.qos import (
     qos_profile_system_default,
 )
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from nav_msgs.msg import OccupancyGrid
+from nav_msgs.msg import OccupancyGrid, Odometry
 from std_msgs.msg import Float64
 from visualization_msgs.msg import MarkerArray
 from diagnostic_msgs.msg import DiagnosticArray
@@ -62,11 +68,13 @@ from occdepth_export.backends import create_backend
 from .frames import frames_summary, grid_pose_in_camera
 from .input_qos import IMAGE_DEPTH, auto_best_effort
 from .latest_slot import LatestSlot
+from .map_fusion import FRAME_CHANGED, WRONG_FRAME, FuseResult, MapFuser
 from .messages import diagnostic_array, label_grid, make_header, marker_array, occupancy_grid, point_cloud2
 from .param_specs import SPECS, ParamSpec, field_kinds
 from .params import NodeParams
 from .pipeline_stages import FramePipeline, host_threads_for
-from .processor import FrameOutputs, FrameProcessor
+from .pose_buffer import INVALID, JUMP, MISSING, OUT_OF_ORDER, RESTART, PoseBuffer, PoseLookup, pose_from_odometry
+from .processor import FUSION_FAILED, FrameOutputs, FrameProcessor
 from .stats import RuntimeStats
 from .stereo_sync import INFO_STREAMS, NS_PER_S, StereoSync, stamp_to_ns, stream_queue_sizes
 from .stream_watch import ReasonThrottle, StreamWatch
@@ -74,9 +82,11 @@ from .voxel_outputs import marker_groups, z_band_layers
 
 try:  # tf2_ros is no PyPI package: publish the grid's static transform where ROS provides it
     from geometry_msgs.msg import TransformStamped
-    from tf2_ros import StaticTransformBroadcaster
+    from tf2_ros import Buffer as TfBuffer
+    from tf2_ros import StaticTransformBroadcaster, TransformException, TransformListener
 except ImportError:
-    StaticTransformBroadcaster = None
+    StaticTransformBroadcaster = TfBuffer = TransformListener = None
+    TransformException = Exception
 
 LOG_THROTTLE_S = 5.0
 WORKER_POLL_S = 0.1
@@ -86,6 +96,7 @@ SYNC_DROPS = {"overflow": "overflow", "unmatched": "unmatched", "flushed": "flus
               "backwards": "stamp_backwards", "duplicate": "duplicate"}
 TOPIC_KEYS = {"left_image": "left_image_topic", "right_image": "right_image_topic",
               "left_info": "left_info_topic", "right_info": "right_info_topic"}
+ODOM_DEPTH = 100  # odometry messages queued for the callback (100 Hz odometry over a 1 s stall)
 
 
 def input_qos_profile(choice: str, best_effort: bool, depth: int) -> QoSProfile:
@@ -177,6 +188,16 @@ class OccDepthNode(Node):
         engine = StereoInference(backend, threads=params.threads or None)
         warm_s = engine.warm_up()
         self.processor = FrameProcessor(engine, params, self.classes, on_note=self.get_logger().info)
+        self.fuser: MapFuser | None = None
+        self._tf_buffer = None
+        if params.fuse:
+            if params.use_tf and TfBuffer is None:
+                raise ValueError("parameter use_tf needs tf2_ros, which is not installed here (a ROS install "
+                                 "provides it; it is no PyPI package): set use_tf false and publish "
+                                 f"nav_msgs/Odometry on odom_topic ({params.odom_topic}) instead")
+            self.fuser = MapFuser(params, cfg.grid, self.classes, lookup=self._tf_pose if params.use_tf else None)
+            self.processor.fuser = self.fuser
+        self._odom_reported = (0, 0, 0)  # (unfused frames, jumps + restarts, out of order) at the last report
         streams = params.sync_streams()
         self.sync = StereoSync(streams, params.sync_tolerance_ns(), stream_queue_sizes(streams, params.queue_size),
                                params.stamp_reset_jump_ns())
@@ -206,6 +227,13 @@ class OccDepthNode(Node):
             f"calibration from {self._calibration_summary()}; warm-up {warm_s:.2f} s"
         )
         self.get_logger().info(frames_summary(params, self._tf is not None))
+        if self.fuser is not None:
+            source = (f"TF {params.odom_frame} <- {params.grid_frame()}" if params.use_tf else
+                      f"nav_msgs/Odometry on {self.sub_odom.topic_name} (child frame {params.grid_frame()})")
+            self.get_logger().info(
+                f"fuse: map of {self.fuser.cfg.dims} voxels @ {self.fuser.cfg.voxel_size} m "
+                f"({self.fuser.cfg.extent_xy_m:g} m square around the robot) from poses by {source}; "
+                f"outputs ~/map/voxels, ~/map/occupancy, ~/map/voxel_markers in the odometry frame")
 
     def _calibration_summary(self) -> str:
         fc = self.processor.file_calibration
@@ -233,6 +261,8 @@ class OccDepthNode(Node):
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self.params = self.processor.params = new
+        if self.fuser is not None:  # the map's bird's-eye view follows the z band and free classes
+            self.fuser.params = new
         self.get_logger().info("set " + ", ".join(f"{k}={v!r}" for k, v in ours.items()))
         return SetParametersResult(successful=True)
 
@@ -255,6 +285,25 @@ class OccDepthNode(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.pub_time = self.create_publisher(Float64, "~/debug/processing_time_ms", 10)
         self.pub_latency = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", 10)
+        self.sub_odom = None
+        if p.fuse:
+            map_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            self.pub_map_cloud = self.create_publisher(PointCloud2, "~/map/voxels", map_qos, event_callbacks=events())
+            self.pub_map_grid = self.create_publisher(OccupancyGrid, "~/map/occupancy", map_qos,
+                                                      event_callbacks=events())
+            self.pub_map_markers = self.create_publisher(MarkerArray, "~/map/voxel_markers", out,
+                                                         event_callbacks=events())
+            self._last_map_marker_time = 0.0
+            if p.use_tf:
+                self._tf_buffer = TfBuffer()
+                self._tf_listener = TransformListener(self._tf_buffer, self, spin_thread=True)
+            else:
+                odom_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=ODOM_DEPTH,
+                                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+                self.sub_odom = self.create_subscription(
+                    Odometry, p.odom_topic, self._on_odometry, odom_qos,
+                    event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_odometry_qos))
         self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
         self.create_timer(INPUT_WATCH_PERIOD_S, self._watch_inputs)
         self._match_publishers()
@@ -360,6 +409,59 @@ class OccDepthNode(Node):
         self._tf_parent = header.frame_id
         self.get_logger().info(f"static transform {header.frame_id} -> {tf.child_frame_id} published")
 
+    # -- odometry ---------------------------------------------------------------------
+    def _on_odometry(self, msg: Odometry) -> None:
+        """Into the map's pose buffer; what it refuses is counted there and warned here."""
+        pose, h = msg.pose.pose, msg.header
+        result = self.fuser.add_odometry(stamp_to_ns(h.stamp.sec, h.stamp.nanosec), h.frame_id, msg.child_frame_id,
+                                         (pose.position.x, pose.position.y, pose.position.z),
+                                         (pose.orientation.x, pose.orientation.y, pose.orientation.z,
+                                          pose.orientation.w))
+        topic = self.sub_odom.topic_name
+        if result == WRONG_FRAME:
+            self._warn("odom_wrong_frame", f"odometry on {topic} is for child frame {msg.child_frame_id!r}, not the "
+                       f"grid frame {self.params.grid_frame()!r}: ignored (publish the grid frame's odometry, or "
+                       "use_tf to look the grid frame up through TF)")
+        elif result == FRAME_CHANGED:
+            self._warn("odom_frame_changed", f"odometry on {topic} is in frame {h.frame_id!r}, but the map is kept "
+                       f"in {self.fuser.map_frame!r} (its first message's): ignored")
+        elif result == INVALID:
+            self._warn("odom_invalid", f"odometry on {topic} with a non-finite pose, a quaternion of norm "
+                       "far from 1 or a zero stamp: ignored")
+        elif result == OUT_OF_ORDER:
+            self._warn("odom_out_of_order", f"odometry on {topic} not newer than the previous message: dropped")
+        elif result in (JUMP, RESTART):
+            self.get_logger().info(f"{self.fuser.buffer.counters.last_restart} on {topic}: the map resets "
+                                   "before the next frame")
+
+    def _on_odometry_qos(self, event) -> None:
+        self.stats.count_event("qos_incompatible")
+        policy = qos_policy_name_from_kind(event.last_policy_kind)
+        self._warn("qos_incompatible:odom", f"incompatible QoS ({policy}) between the odometry subscription "
+                   f"{self.sub_odom.topic_name} (reliable, volatile) and a publisher: no odometry flows, "
+                   "nothing is fused")
+
+    def _tf_pose(self, buffer: PoseBuffer, stamp_ns: int) -> PoseLookup:
+        """use_tf: odom_frame <- grid frame at the image stamp (waiting up to odom_wait_s),
+        through the pose buffer (jump detection, counters)."""
+        from rclpy.duration import Duration
+        from rclpy.time import Time
+
+        p = self.params
+        try:
+            tf = self._tf_buffer.lookup_transform(p.odom_frame, p.grid_frame(), Time(nanoseconds=stamp_ns),
+                                                  timeout=Duration(nanoseconds=int(p.odom_wait_s * NS_PER_S)))
+        except TransformException as exc:
+            buffer.counters.missing += 1
+            return PoseLookup(MISSING, None, buffer.generation, f"TF {p.odom_frame} <- {p.grid_frame()}: {exc}")
+        t, r = tf.transform.translation, tf.transform.rotation
+        T = pose_from_odometry((t.x, t.y, t.z), (r.x, r.y, r.z, r.w))
+        if T is None:
+            buffer.counters.missing += 1
+            return PoseLookup(MISSING, None, buffer.generation, "TF transform with an invalid rotation")
+        self.fuser.add_pose(stamp_ns, T)
+        return buffer.pose_at(stamp_ns)
+
     # -- worker ---------------------------------------------------------------------
     def _work(self) -> None:
         while not self.slot.closed:
@@ -405,7 +507,17 @@ class OccDepthNode(Node):
             wanted.add("cloud")
         if self._markers_due():
             wanted.add("voxels")
+        if self.fuser is not None:
+            if self.pub_map_cloud.get_subscription_count() > 0:
+                wanted.add("map_cloud")
+            if self._map_markers_due():
+                wanted.add("map_voxels")
         return frozenset(wanted)
+
+    def _map_markers_due(self) -> bool:
+        p = self.params
+        return (p.marker_max_rate_hz > 0 and self.pub_map_markers.get_subscription_count() > 0
+                and time.monotonic() - self._last_map_marker_time >= 1.0 / p.marker_max_rate_hz)
 
     def _reject(self, reason: str, message: str, detail: str) -> None:
         self.stats.count_drop(reason, detail=message)
@@ -430,17 +542,72 @@ class OccDepthNode(Node):
             groups = marker_groups(r.voxels, self.classes, max_voxels=p.marker_max_voxels)
             self.pub_markers.publish(marker_array(groups, header, self.processor.engine.cfg.grid.voxel_size))
             self._last_marker_time = time.monotonic()
+        if r.fusion is not None:
+            self._publish_map(r.fusion)
         latency_s = self.get_clock().now().nanoseconds * 1e-9 - r.stamp_ns * 1e-9
         self.stats.record_processed(r.processing_s, latency_s)
         self.pub_time.publish(Float64(data=r.processing_s * 1e3))
         self.pub_latency.publish(Float64(data=latency_s * 1e3))
+
+    def _publish_map(self, f: FuseResult) -> None:
+        """The map's outputs of a fused frame; a frame that could not be fused is named."""
+        p = self.params
+        source = f"TF {p.odom_frame} <- {p.grid_frame()}" if p.use_tf else f"odometry topic {self.sub_odom.topic_name}"
+        if f.status == MISSING:
+            self._warn("odom_missing", f"fuse: no pose for a frame ({f.reason}; {source}): not fused, the "
+                       "single-frame outputs go on")
+            return
+        if f.status == FUSION_FAILED:
+            self._warn("fusion_failed", f"fuse: fusing a frame failed ({f.reason}); the single-frame outputs go on")
+            return
+        if f.reset:
+            self._warn("map_reset", f"fuse: map reset ({f.reset}; {source})")
+        m = f.outputs
+        header = make_header(m.stamp_ns, m.frame_id)
+        if m.cloud is not None:
+            self.pub_map_cloud.publish(point_cloud2(m.cloud, header))
+        self.pub_map_grid.publish(occupancy_grid(m.bev, header))
+        if m.voxels is not None and self._map_markers_due():
+            groups = marker_groups(m.voxels, self.classes, max_voxels=p.marker_max_voxels, centre=m.robot_xyz)
+            self.pub_map_markers.publish(marker_array(groups, header, self.fuser.cfg.voxel_size))
+            self._last_map_marker_time = time.monotonic()
+
+    def _fusion_diagnostics(self) -> tuple[list[str], dict[str, str]]:
+        """Problems since the last report (frames without a pose, map resets, odometry out
+        of order) and the fusion counters, for /diagnostics."""
+        if self.fuser is None:
+            return [], {}
+        c, b = self.fuser.counters, self.fuser.buffer.counters
+        now = (c.frames_unfused, b.jumps + b.restarts, b.out_of_order)
+        new = [n - old for n, old in zip(now, self._odom_reported)]
+        self._odom_reported = now
+        source = (f"TF {self.params.odom_frame} <- {self.params.grid_frame()}" if self.params.use_tf
+                  else f"odometry {self.sub_odom.topic_name}")
+        problems = []
+        if new[0]:
+            problems.append(f"{new[0]} frame(s) not fused: no pose from {source} ({c.last_missing})")
+        if new[1]:
+            problems.append(f"{new[1]} map reset(s): {b.last_restart}")
+        if new[2]:
+            problems.append(f"{new[2]} odometry message(s) out of order on {source}")
+        values = {"fuse_frames_fused": str(c.frames_fused), "fuse_frames_unfused": str(c.frames_unfused),
+                  "fuse_map_resets": str(c.resets), "odom_received": str(b.received),
+                  "odom_out_of_order": str(b.out_of_order), "odom_jumps": str(b.jumps),
+                  "odom_restarts": str(b.restarts), "odom_late": str(b.late), "odom_missing": str(b.missing),
+                  "odom_invalid": str(b.invalid), "odom_wrong_frame": str(c.wrong_frame + c.frame_changed),
+                  "fuse_last_ms": f"{c.last_fuse_ms:.1f}"}
+        if c.last_missing:
+            values["last_odom_missing"] = c.last_missing
+        return problems, values
 
     def _publish_diagnostics(self) -> None:
         header = make_header(self.get_clock().now().nanoseconds, "")
         queues = {f"queue_{s}": str(n) for s, n in self.sync.queue_lengths().items()}
         ages = {f"last_{s}_s": age for s, age in self.watch.ages().items()}
         problems = [gone.describe() for gone in self.watch.missing()]
-        report = self.stats.report(problems=problems, extra_values={**queues, **ages})
+        fusion_problems, fusion_values = self._fusion_diagnostics()
+        report = self.stats.report(problems=problems + fusion_problems,
+                                   extra_values={**queues, **ages, **fusion_values})
         self.pub_diag.publish(diagnostic_array(report, header, f"{self.get_name()}: pipeline",
                                                hardware_id=self.get_fully_qualified_name()))
 

@@ -220,16 +220,18 @@ class MarkerGroups:
         return sum(g.centres.shape[0] for g in self.groups)
 
 
-def marker_groups(voxels: OccupiedVoxels, classes: ClassSet, max_voxels: int | None = None) -> MarkerGroups:
-    """Per-class centres; with more than ``max_voxels`` voxels the farthest from the grid
-    frame's origin (the sensor for KITTI's velodyne frame) are dropped.
+def marker_groups(voxels: OccupiedVoxels, classes: ClassSet, max_voxels: int | None = None,
+                  centre: np.ndarray | None = None) -> MarkerGroups:
+    """Per-class centres; with more than ``max_voxels`` voxels the farthest from ``centre``
+    are dropped (default: the frame's origin, the sensor for KITTI's velodyne frame; for
+    a map in the odometry frame, the robot's position).
 
     Dropping the far field rather than subsampling keeps the near field, where a robot
     acts and the prediction is most reliable, complete and hole-free.
     """
     if max_voxels is not None and max_voxels < 0:
         raise ValueError(f"max_voxels must be >= 0 or None, got {max_voxels}")
-    keep = _nearest(voxels.centres, max_voxels)
+    keep = _nearest(voxels.centres if centre is None else voxels.centres - np.asarray(centre, np.float64), max_voxels)
     centres, labels = voxels.centres[keep], voxels.labels[keep]
     order = np.argsort(labels, kind="stable")  # group by class, C order inside a class
     labels_sorted = labels[order]

@@ -6,10 +6,21 @@ default topics (image_pipeline layout):
     /left/image_rect   /left/camera_info    sensor_msgs/msg/Image (rgb8), CameraInfo
     /right/image_rect  /right/camera_info
 
-All four messages of a frame carry the same header stamp (``--start-time`` +
+and, when the sequence has a ``poses.txt``, its odometry:
+
+    /odom              nav_msgs/msg/Odometry (frame odom, child frame velodyne)
+
+All messages of a frame carry the same header stamp (``--start-time`` +
 ``times.txt``), which is also their bag receive time, so the node's exact-time
 pairing matches them. CameraInfo holds KITTI's P2/P3 unchanged (both relative to
 cam0), K = P[:3, :3], R = identity, no distortion: the images are rectified already.
+
+Odometry: ``poses.txt`` holds cam0's pose in the first frame's cam0; through the
+calibration's Tr (velodyne -> cam0) it becomes the grid frame's (``velodyne``) pose in
+the first frame's grid frame, ``odom``: T_odom_from_grid = Tr^-1 P Tr, so the odom frame
+has the grid's axes (x forward, z up). The pose is written, the twist is left zero
+(poses.txt holds no velocities) and the covariances are zero (unknown). Each frame's
+odometry is written just before its images.
 
 QoS: every topic is recorded as *offered* RELIABLE / VOLATILE / KEEP_LAST(10) (as a
 camera driver would offer), because ``ros2 bag play`` adopts the recorded offer and a
@@ -37,7 +48,10 @@ from tqdm import tqdm
 
 from ..data.images import ImageReadError, read_rgb
 from ..data.kitti_odometry import KittiSequence
-from ..geometry.calib import CalibrationError
+from ..geometry.calib import CalibrationError, as_rigid
+from ..geometry.poses import PoseError, grid_poses_from_camera_poses
+from ..node.frames import rotation_to_quaternion
+from ..node.params import DEFAULT_ODOM_FRAME, DEFAULT_ODOM_TOPIC, KITTI_GRID_FRAME
 from ..node.stereo_sync import NS_PER_S, seconds_to_ns
 
 #: Default epoch added to times.txt (2023-11-14T22:13:20Z): fixed so the same input gives
@@ -51,6 +65,8 @@ LEFT_FRAME_ID = "camera_left_optical"
 RIGHT_FRAME_ID = "camera_right_optical"
 IMAGE_MSGTYPE = "sensor_msgs/msg/Image"
 INFO_MSGTYPE = "sensor_msgs/msg/CameraInfo"
+ODOM_MSGTYPE = "nav_msgs/msg/Odometry"
+COVARIANCE_SIZE = 36
 RGB_CHANNELS = 3
 
 
@@ -101,6 +117,10 @@ class ConvertOptions:
     topics: TopicNames = field(default_factory=TopicNames)
     qos: str = "reliable"
     compress: bool = False
+    odometry: bool = True  # write poses.txt as nav_msgs/Odometry where the sequence has one
+    odom_topic: str = DEFAULT_ODOM_TOPIC  # absolute: not moved by the topic namespace
+    odom_frame_id: str = DEFAULT_ODOM_FRAME
+    grid_frame_id: str = KITTI_GRID_FRAME  # child frame: the frame calib.txt's Tr starts in
 
 
 @dataclass(frozen=True)
@@ -110,6 +130,7 @@ class ConvertResult:
     messages: int
     first_stamp_ns: int
     last_stamp_ns: int
+    odometry: str  # what was done about odometry, for the log line
 
 
 # -- rosbags helpers ---------------------------------------------------------------
@@ -179,6 +200,24 @@ def camera_info_msg(ts: Any, P: np.ndarray, width: int, height: int, stamp_ns: i
     )
 
 
+def odometry_msg(ts: Any, T_odom_from_grid: np.ndarray, stamp_ns: int, frame_id: str, child_frame_id: str) -> Any:
+    """Odometry with the pose of ``child_frame_id`` in ``frame_id``; zero twist and covariances."""
+    T = np.asarray(T_odom_from_grid, dtype=np.float64)
+    q = rotation_to_quaternion(T[:3, :3])
+    q = q / np.linalg.norm(q)  # poses.txt rotations are printed to ~9 digits: not exactly orthonormal
+    g = "geometry_msgs/msg/"
+    pose = ts.types[g + "Pose"](position=ts.types[g + "Point"](x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
+                                orientation=ts.types[g + "Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]),
+                                                                       w=float(q[3])))
+    zero = ts.types[g + "Vector3"](x=0.0, y=0.0, z=0.0)
+    return ts.types[ODOM_MSGTYPE](
+        header=header(ts, stamp_ns, frame_id), child_frame_id=child_frame_id,
+        pose=ts.types[g + "PoseWithCovariance"](pose=pose, covariance=np.zeros(COVARIANCE_SIZE)),
+        twist=ts.types[g + "TwistWithCovariance"](twist=ts.types[g + "Twist"](linear=zero, angular=zero),
+                                                  covariance=np.zeros(COVARIANCE_SIZE)),
+    )
+
+
 # -- input -------------------------------------------------------------------------
 def open_sequence(kitti: Path, sequence: str) -> KittiSequence:
     if not Path(kitti).is_dir():
@@ -231,6 +270,33 @@ def stereo_projections(seq: KittiSequence) -> tuple[np.ndarray, np.ndarray]:
     return calib["P2"], calib["P3"]
 
 
+def grid_poses(seq: KittiSequence, frame_ids: list[str]) -> np.ndarray | None:
+    """T_odom_from_grid (N, 4, 4) of the frames from ``poses.txt`` through calib.txt's Tr;
+    None when the sequence has no poses.txt."""
+    if not seq.has_poses():
+        return None
+    try:
+        cam0 = seq.poses()
+        calib = seq.calib()
+    except (FileNotFoundError, ValueError, CalibrationError) as exc:
+        raise ConversionError(str(exc)) from exc
+    if "Tr" not in calib:
+        raise ConversionError(f"{seq.path / 'calib.txt'} lacks Tr: the poses cannot be brought to the grid frame")
+    idx = [int(fid) for fid in frame_ids]
+    if max(idx) >= len(cam0):
+        raise ConversionError(f"{seq.path / 'poses.txt'} has {len(cam0)} poses; frame {max(idx):06d} has none")
+    try:
+        T_cam0_from_grid = as_rigid(calib["Tr"], "calib.txt Tr")
+        for i in idx:
+            as_rigid(cam0[i], f"poses.txt line {i + 1}")
+    except CalibrationError as exc:
+        raise ConversionError(f"{seq.path}: {exc}") from exc
+    try:
+        return grid_poses_from_camera_poses(cam0[idx], T_cam0_from_grid)
+    except PoseError as exc:
+        raise ConversionError(f"{seq.path}: {exc}") from exc
+
+
 def read_pair(seq: KittiSequence, frame: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         left_path, right_path = seq.image_paths(frame)
@@ -259,12 +325,14 @@ def open_writer(out: Path, storage: str, compress: bool) -> Any:
     return writer
 
 
-def add_connections(writer: Any, ts: Any, opts: ConvertOptions) -> dict[str, Any]:
-    """One connection per stream, keyed like node.stereo_sync's stream names."""
+def add_connections(writer: Any, ts: Any, opts: ConvertOptions, odometry: bool = False) -> dict[str, Any]:
+    """One connection per stream, keyed like node.stereo_sync's stream names (+ ``odom``)."""
     qos = [offered_qos(opts.qos)]
     t = opts.topics
     spec = {"left_image": (t.left_image, IMAGE_MSGTYPE), "left_info": (t.left_info, INFO_MSGTYPE),
             "right_image": (t.right_image, IMAGE_MSGTYPE), "right_info": (t.right_info, INFO_MSGTYPE)}
+    if odometry:
+        spec["odom"] = (opts.odom_topic, ODOM_MSGTYPE)
     return {key: writer.add_connection(topic, msgtype, typestore=ts, offered_qos_profiles=qos)
             for key, (topic, msgtype) in spec.items()}
 
@@ -282,13 +350,19 @@ def frame_messages(ts: Any, opts: ConvertOptions, pair: tuple[np.ndarray, np.nda
 
 
 def validate_options(opts: ConvertOptions) -> None:
-    for name in ("left_frame_id", "right_frame_id"):
+    for name in ("left_frame_id", "right_frame_id", "odom_frame_id", "grid_frame_id"):
         value = getattr(opts, name)
         if not value or value.startswith("/"):
             raise ConversionError(f"{name} must be a non-empty tf2 frame name without a leading '/', "
                                   f"got {value!r}")
     if opts.qos not in QOS_CHOICES:
         raise ConversionError(f"--qos must be one of {QOS_CHOICES}, got {opts.qos!r}")
+    if opts.odometry and (not opts.odom_topic.startswith("/") or opts.odom_topic.strip() != opts.odom_topic
+                          or len(opts.odom_topic) < 2):
+        raise ConversionError(f"--odom-topic must be an absolute topic name, got {opts.odom_topic!r}")
+    if opts.odometry and opts.odom_frame_id == opts.grid_frame_id:
+        raise ConversionError(f"--odom-frame-id and --grid-frame-id are both {opts.odom_frame_id!r}; "
+                              "odometry relates two different frames")
 
 
 def convert(opts: ConvertOptions, progress: bool = True) -> ConvertResult:
@@ -298,16 +372,27 @@ def convert(opts: ConvertOptions, progress: bool = True) -> ConvertResult:
     frame_ids = select_frames(seq, opts.start, opts.frames)
     stamps = frame_stamps(seq, frame_ids, opts.start_time_ns)
     projections = stereo_projections(seq)
+    poses = grid_poses(seq, frame_ids) if opts.odometry else None
+    if poses is not None:
+        odometry = (f"odometry from poses.txt on {opts.odom_topic} ({opts.odom_frame_id} -> "
+                    f"{opts.grid_frame_id})")
+    else:
+        odometry = "no odometry (--no-odometry)" if not opts.odometry else \
+            f"no odometry: {seq.path / 'poses.txt'} does not exist"
     ts = typestore()
     writer = open_writer(Path(opts.out), opts.storage, opts.compress)
     count = 0
     try:
         with writer:
-            conns = add_connections(writer, ts, opts)
+            conns = add_connections(writer, ts, opts, odometry=poses is not None)
             bar = tqdm(zip(frame_ids, stamps), total=len(frame_ids), unit="frame", desc="kitti2bag",
                        disable=not progress)
-            for frame, stamp in bar:
-                for stream, msg in frame_messages(ts, opts, read_pair(seq, frame), projections, stamp):
+            for i, (frame, stamp) in enumerate(bar):
+                messages = frame_messages(ts, opts, read_pair(seq, frame), projections, stamp)
+                if poses is not None:  # first: the pose at an image's stamp is there when the image is
+                    messages.insert(0, ("odom", odometry_msg(ts, poses[i], stamp, opts.odom_frame_id,
+                                                             opts.grid_frame_id)))
+                for stream, msg in messages:
                     writer.write(conns[stream], stamp, ts.serialize_cdr(msg, msg.__msgtype__))
                     count += 1
     except BaseException:
@@ -315,7 +400,7 @@ def convert(opts: ConvertOptions, progress: bool = True) -> ConvertResult:
         # to every reader, and it would block a rerun (writers never overwrite).
         shutil.rmtree(opts.out, ignore_errors=True)
         raise
-    return ConvertResult(Path(opts.out), len(frame_ids), count, stamps[0], stamps[-1])
+    return ConvertResult(Path(opts.out), len(frame_ids), count, stamps[0], stamps[-1], odometry)
 
 
 # -- CLI ---------------------------------------------------------------------------
@@ -337,6 +422,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reliability recorded as the offered QoS (default reliable: matches every subscriber)")
     p.add_argument("--compress", action="store_true",
                    help="zstd: mcap chunk compression, sqlite3 per-message compression")
+    p.add_argument("--no-odometry", action="store_true",
+                   help="do not write poses.txt as nav_msgs/Odometry (default: written when poses.txt exists)")
+    p.add_argument("--odom-topic", default=DEFAULT_ODOM_TOPIC,
+                   help=f"odometry topic, absolute (default {DEFAULT_ODOM_TOPIC}; the namespace does not move it)")
+    p.add_argument("--odom-frame-id", default=DEFAULT_ODOM_FRAME,
+                   help=f"odometry header frame: the first frame's grid frame (default {DEFAULT_ODOM_FRAME})")
+    p.add_argument("--grid-frame-id", default=KITTI_GRID_FRAME,
+                   help=f"odometry child frame: the frame of calib.txt's Tr, the node's grid frame "
+                        f"(default {KITTI_GRID_FRAME})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -350,7 +444,8 @@ def options_from_args(args: argparse.Namespace) -> ConvertOptions:
         kitti=args.kitti, sequence=args.sequence, out=args.out, storage=args.storage, frames=args.frames,
         start=args.start, start_time_ns=start_ns, left_frame_id=args.left_frame_id,
         right_frame_id=args.right_frame_id, topics=TopicNames(args.namespace), qos=args.qos,
-        compress=args.compress,
+        compress=args.compress, odometry=not args.no_odometry, odom_topic=args.odom_topic,
+        odom_frame_id=args.odom_frame_id, grid_frame_id=args.grid_frame_id,
     )
 
 
@@ -361,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConversionError as exc:
         print(f"occdepth-kitti2bag: error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {result.frames} frames ({result.messages} messages) to {result.out}")
+    print(f"wrote {result.frames} frames ({result.messages} messages) to {result.out}; {result.odometry}")
     return 0
 
 

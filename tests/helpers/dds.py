@@ -28,6 +28,8 @@ SLOT = {
     "node_input_watch_camera_info": 11,
     "kitti2mcap_bag": 12,
     "node_delivery": 13,
+    "node_fusion_bag": 14,
+    "node_fusion": 15,
 }
 
 

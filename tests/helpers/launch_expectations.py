@@ -8,6 +8,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_DIR = ROOT / "launch"
 STEREO_ARGS = {"config", "checkpoint", "preset", "backend", "ort_provider", "device", "calib_file", "frame_id",
-               "use_rviz", "fixed_frame", "bag", "bag_rate", "bag_loop",
+               "fuse", "use_rviz", "fixed_frame", "bag", "bag_rate", "bag_loop",
                "left_image", "right_image", "left_info", "right_info"}
-KITTI_REPLAY_ARGS = {"bag", "calib_file", "checkpoint", "bag_rate", "use_rviz"}
+KITTI_REPLAY_ARGS = {"bag", "calib_file", "checkpoint", "bag_rate", "use_rviz", "fuse"}

@@ -42,6 +42,7 @@ class StereoInference:
         self._lookup: LiftLookup | None = None
         self._lift: LiftTensors | None = None
         self._fit: ImageFit | None = None
+        self._seen: np.ndarray | None = None  # seen_mask() of the current calibration
 
     # -- calibration ---------------------------------------------------------
     def set_calibration(self, calib: StereoCalibration) -> LiftLookup:
@@ -58,7 +59,7 @@ class StereoInference:
         lookup = build_lift_lookup(rig, cfg)
         if not lookup.seen.any():
             raise CalibrationError("no voxel of the grid is visible from any camera; check T_grid_to_ref")
-        self._calib_key, self._lookup, self._fit = key, lookup, fit
+        self._calib_key, self._lookup, self._fit, self._seen = key, lookup, fit, None
         self._lift = lookup.to_torch()  # on the host; backends move what they need
         return lookup
 
@@ -143,11 +144,17 @@ class StereoInference:
                           seen=self.seen_mask() if seen is None else seen, probs=probs)
 
     def seen_mask(self) -> np.ndarray:
-        """Output-grid voxels inside at least one view (3D-feature mask upsampled)."""
-        cfg = self.cfg
-        seen = self.rig_lookup.seen.any(axis=0).reshape(cfg.grid.feature_dims)
-        s = cfg.grid.project_scale
-        return seen.repeat(s, 0).repeat(s, 1).repeat(s, 2)
+        """Output-grid voxels inside at least one view (3D-feature mask upsampled). Made
+        once per calibration (the node asks for it every frame) and read-only, since
+        every caller shares it."""
+        if self._seen is None:
+            cfg = self.cfg
+            seen = self.rig_lookup.seen.any(axis=0).reshape(cfg.grid.feature_dims)
+            s = cfg.grid.project_scale
+            seen = seen.repeat(s, 0).repeat(s, 1).repeat(s, 2)
+            seen.flags.writeable = False
+            self._seen = seen
+        return self._seen
 
 
 def _argmax_classes(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

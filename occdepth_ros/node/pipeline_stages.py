@@ -4,13 +4,14 @@
                -> [infer: the network]                           -> done slot
                -> [finish: labels, derived outputs, publish]
 
-While the network runs frame N, the prepare thread readies each input set as it arrives,
-and the finish thread builds and publishes N-1's messages. Each hand-over is a
-LatestSlot: when the network is free it takes the newest prepared set, as the
+While the network runs frame N, the prepare thread readies the newest input set shortly
+before the network is expected to free (PrepareSchedule: sets the latest-wins rule would
+drop are never decoded), and the finish thread builds and publishes N-1's messages. Each
+hand-over is a LatestSlot: when the network is free it takes the prepared set, as the
 sequential worker takes the newest input; a set replaced before the next stage took it
-is counted as a ``busy`` drop. (Preparing a set that is then replaced costs a decode and
-a resize, a few ms, against a network of 100+ ms.) The stages are FrameProcessor's own
-(prepare, infer, finish), so the outputs are those of the sequential path.
+is counted as a ``busy`` drop (the input slot's by the node, which fills it). The stages
+are FrameProcessor's own (prepare, infer, finish), so the outputs are those of the
+sequential path.
 
 Threads: the network keeps the cores it is given (the backend's ``threads``); the
 host stages' torch work (resize, argmax) runs on ``host_threads`` torch threads when the
@@ -20,12 +21,14 @@ network is not torch itself (whose threads they would share).
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 from collections.abc import Callable
 
 import torch
 
 from .latest_slot import LatestSlot
+from .prepare_schedule import PrepareSchedule
 from .processor import FrameOutputs, FrameProcessor, PreparedFrame
 
 POLL_S = 0.1  # how often an idle stage checks for shutdown
@@ -44,6 +47,8 @@ class FramePipeline:
         self._publish, self._reject, self._drop, self._outputs = publish, reject, drop, outputs
         self.ready: LatestSlot[PreparedFrame] = LatestSlot()
         self.done: LatestSlot[tuple[PreparedFrame, torch.Tensor]] = LatestSlot()
+        self.schedule = PrepareSchedule()
+        self.schedule.request_now()  # the first set is wanted at once
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=loop, name=f"occdepth_{name}", daemon=True)
                          for name, loop in (("prepare", self._prepare_loop), ("infer", self._infer_loop),
@@ -56,6 +61,7 @@ class FramePipeline:
 
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self.schedule.close()
         for slot in (self.source, self.ready, self.done):
             slot.close()
         for t in self._threads:
@@ -78,10 +84,35 @@ class FramePipeline:
                 self._drop("busy")
 
     def _prepare_loop(self) -> None:
-        self._stage(self.source, self.processor.prepare, self.ready)
+        """Prepare the newest set once the network's request is due; a set that fails
+        leaves the request pending, so the next one is prepared at once."""
+        while not self._stop.is_set():
+            if not self.schedule.wait_due(POLL_S):
+                continue
+            item = self.source.take(timeout=POLL_S)
+            if item is None:
+                continue
+            start = time.perf_counter()
+            try:
+                frame = self.processor.prepare(item)
+            except Exception as exc:  # noqa: BLE001 - one bad set must not stop the node
+                self._reject(exc)
+                continue
+            self.schedule.prepared(time.perf_counter() - start)
+            self.schedule.fulfil()
+            if self.ready.put(frame):
+                self._drop("busy")
+
+    def _infer(self, frame: PreparedFrame) -> tuple[PreparedFrame, torch.Tensor]:
+        """The network on ``frame``; its start requests the next set."""
+        start = time.perf_counter()
+        self.schedule.request()
+        logits = self.processor.infer(frame)
+        self.schedule.network_took(time.perf_counter() - start)
+        return frame, logits
 
     def _infer_loop(self) -> None:
-        self._stage(self.ready, lambda frame: (frame, self.processor.infer(frame)), self.done)
+        self._stage(self.ready, self._infer, self.done)
 
     def _finish_loop(self) -> None:
         self._stage(self.done, lambda item: self._publish(self.processor.finish(*item, self._outputs())), None)

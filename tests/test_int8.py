@@ -192,3 +192,27 @@ def test_int8_graph_metadata_key_lives_in_the_contract(graphs) -> None:
     _, int8_path = graphs
     meta = {p.key: p.value for p in onnx.load(str(int8_path), load_external_data=False).metadata_props}
     assert meta[META_PRECISION] == PRECISION_INT8
+
+
+def test_float_3d_nodes_are_the_context_prior_ops_and_the_lift_readers() -> None:
+    """In scope 2d+3d: every op of FLOAT_3D_OPS and every node reading the lift's output
+    stays float32; the other convolutions and sums are quantised."""
+    from occdepth_export.quantize import FLOAT_3D_OPS, float_3d_nodes
+
+    nodes = [
+        helper.make_node("Conv", ["vol", "w"], ["a"], name="first_conv"),  # reads the lift
+        helper.make_node("Relu", ["a"], ["b"], name="relu"),
+        helper.make_node("Conv", ["b", "w"], ["c"], name="second_conv"),
+        helper.make_node("Add", ["c", "vol"], ["d"], name="skip"),  # reads the lift
+        helper.make_node("MatMul", ["d", "d"], ["e"], name="prior"),
+        helper.make_node("Softmax", ["e"], ["f"], name="softmax"),
+        helper.make_node("Add", ["f", "c"], ["g"], name="sum"),
+    ]
+    assert "MatMul" in FLOAT_3D_OPS and "Softmax" in FLOAT_3D_OPS and "Conv" not in FLOAT_3D_OPS
+    assert float_3d_nodes(nodes, ["vol"]) == ["first_conv", "skip", "prior", "softmax"]
+
+
+def test_cache_key_of_the_2d_scope_is_unchanged_and_the_3d_scope_has_its_own(calibrated) -> None:
+    float_path, int8_path, used = calibrated
+    assert int8_cache_path(float_path, int8_path.parent, used, "2d") == int8_path
+    assert int8_cache_path(float_path, int8_path.parent, used, "2d+3d") != int8_path

@@ -1,6 +1,8 @@
 """Where a replayed node's CPU goes: occdepth-demo run in this process with each stage of
-the node timed in *thread CPU time* (time.thread_time), which waiting for a core does not
-inflate, so the figures hold on a machine other jobs are loading, where wall times do not.
+the node timed in *thread CPU time* (time.thread_time), which leaves out the time a thread
+waits for a core: the parts of one run compare with each other on a machine other jobs
+are loading, where wall times do not. (Across runs it still moves with the load: shared
+caches and cores make the same work take more CPU time on a busy machine.)
 
 It wraps, for the run, the node's stage calls (FrameProcessor.prepare / infer / finish,
 OccDepthNode._publish and its callbacks), the calls inside them (decode, resize and

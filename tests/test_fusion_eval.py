@@ -68,16 +68,19 @@ def test_fuse_writes_both_scores_and_the_single_frame_score_is_plain_eval(root, 
         assert img.width > 3 * 256 and img.height >= 256
 
 
-def test_fused_score_is_the_temporal_map_driven_frame_by_frame(root, tiny, tmp_path, capsys) -> None:
-    """Independent of the evaluation loop: the public pieces, frame by frame, in order."""
-    code, _, err = _eval(["--data", str(root), "--sequences", "00", "--checkpoint", str(tiny), "--fuse",
+@pytest.mark.parametrize("settings", [{}, {"decay": 1e-6, "occupied_threshold": 0.6}])
+def test_fused_score_is_the_temporal_map_driven_frame_by_frame(root, tiny, tmp_path, capsys, settings) -> None:
+    """Independent of the evaluation loop: the public pieces, frame by frame, in order; the
+    --fusion settings reach the map."""
+    flags = [a for name, value in settings.items() for a in ("--fusion", f"{name}={value}")]
+    code, _, err = _eval(["--data", str(root), "--sequences", "00", "--checkpoint", str(tiny), "--fuse", *flags,
                           "--json", str(tmp_path / "fused.json")], capsys)
     assert code == 0, err
     reported = json.loads((tmp_path / "fused.json").read_text())["fused"]
     cs = load_class_set()
     engine = StereoInference(load_model(tiny))
     grid = engine.cfg.grid
-    fmap = RollingSemanticMap(FusionConfig.for_grid(grid), cs.n_classes)
+    fmap = RollingSemanticMap(FusionConfig.for_grid(grid, **settings), cs.n_classes)
     seq = KittiSequence(root, "00")
     reader = StereoFrameReader()
     metrics = SSCMetrics(cs.n_classes, cs.ignore_index)
@@ -121,6 +124,11 @@ def test_probs_are_the_softmax_and_default_predictions_are_unchanged(root, tiny)
     (["--fuse", "--baseline", "sgbm"], "have none"),
     (["--picture", "00/000002", "x.png"], "needs --fuse"),
     (["--fuse", "--picture", "00/000001", "x.png"], "not a labelled frame"),
+    (["--fusion", "decay=0.5"], "needs --fuse"),
+    (["--fuse", "--fusion", "nope=1"], "expected NAME=VALUE with NAME one of voxel_size"),
+    (["--fuse", "--fusion", "decay"], "expected NAME=VALUE"),
+    (["--fuse", "--fusion", "decay=fast"], "decay: 'fast' is not a float"),
+    (["--fuse", "--fusion", "decay=2"], "decay must be in (0, 1]"),
 ])
 def test_bad_combinations_are_refused(root, tiny, capsys, extra, message) -> None:
     argv = ["--data", str(root), "--sequences", "00", *extra]

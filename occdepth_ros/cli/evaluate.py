@@ -17,6 +17,7 @@ from ..classes import ClassSet, load_class_set
 from ..eval.evaluate import (evaluate, labelled_frames, model_predictor, prediction_reader, score_frames,
                              sequence_name, sgbm_predictor)
 from ..eval.metrics import SSCResult, format_table
+from ..fusion import FusionConfig
 from ..inference import StereoInference
 from ..model.config import ConfigError
 from ..resources import default_model_path
@@ -50,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--picture", nargs=2, metavar=("SEQ/FRAME", "PNG"),
                    help="with --fuse: draw that labelled frame's single-frame, fused and ground-truth bird's-eye "
                         "views side by side, e.g. --picture 08/000050 docs/fusion_bev.png")
+    p.add_argument("--fusion", action="append", default=[], metavar="NAME=VALUE",
+                   help="with --fuse: a FusionConfig setting other than its default (repeatable), e.g. "
+                        "--fusion decay=1e-6 (a map without memory)")
     return p
 
 
@@ -118,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--fuse fuses the model's class probabilities; --predictions and --baseline have none")
         if args.picture and not args.fuse:
             raise ValueError("--picture draws the fused map beside the single frame; it needs --fuse")
+        if args.fusion and not args.fuse:
+            raise ValueError("--fusion sets the temporal map's parameters; it needs --fuse")
+        fusion_overrides = FusionConfig.parse_overrides(args.fusion)
         if args.fuse and (args.frame_stride != 1 or args.max_frames is not None):
             raise ValueError("--fuse runs every frame of each sequence in order; --frame-stride and --max-frames "
                              "would break the sequence")
@@ -157,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                             raise ValueError(f"--picture: expected SEQ/FRAME (e.g. 08/000050), got {where!r}")
                         seq_name, frame = where.split("/")
                         picture = Picture(sequence_name(seq_name), frame.zfill(6), Path(png))
-                    scores = evaluate_fused(engine, args.data, sequences, class_set,
+                    fusion_cfg = FusionConfig.for_grid(engine.cfg.grid, **fusion_overrides)
+                    scores = evaluate_fused(engine, args.data, sequences, class_set, fusion_cfg=fusion_cfg,
                                             odometry_noise=args.odometry_noise, noise_seed=args.noise_seed,
                                             picture=picture)
                     report_fused(scores, class_set, name, args.data, sequences, args.json)

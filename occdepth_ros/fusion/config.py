@@ -7,7 +7,7 @@ centred on the robot and the model grid's height band in z (relative to the robo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 # Map extent in x and y, metres (centred on the robot).
 DEFAULT_EXTENT_XY_M = 102.4
@@ -83,6 +83,22 @@ class FusionConfig:
         n_xy = int(round(self.extent_xy_m / self.voxel_size))
         n_z = int(round((self.z_max_m - self.z_min_m) / self.voxel_size))
         return n_xy, n_xy, n_z
+
+    @classmethod
+    def parse_overrides(cls, items: list[str]) -> dict[str, float | str]:
+        """``NAME=VALUE`` strings (a command line's) as field overrides, typed like the
+        fields; an unknown name or a value of the wrong type is a ValueError naming it."""
+        kinds = {f.name: type(getattr(cls(), f.name)) for f in fields(cls)}
+        out: dict[str, float | str] = {}
+        for item in items:
+            name, sep, value = item.partition("=")
+            if not sep or name not in kinds:
+                raise ValueError(f"fusion setting {item!r}: expected NAME=VALUE with NAME one of {', '.join(kinds)}")
+            try:
+                out[name] = kinds[name](value)
+            except ValueError:
+                raise ValueError(f"fusion setting {name}: {value!r} is not a {kinds[name].__name__}") from None
+        return out
 
     @classmethod
     def for_grid(cls, grid, **overrides) -> FusionConfig:

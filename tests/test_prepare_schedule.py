@@ -57,21 +57,13 @@ def test_an_earlier_pending_request_stands() -> None:
     assert schedule.wait_due(0.0)
 
 
-def test_close_wakes_a_waiting_prepare() -> None:
+@pytest.mark.parametrize("wake, due", [("close", False), ("request_now", True)])
+def test_a_waiting_prepare_is_woken(wake: str, due: bool) -> None:
+    """close() wakes it with "not due" (the stage ends), request_now() with "due"."""
     schedule = PrepareSchedule()
     result: list[bool] = []
     waiter = threading.Thread(target=lambda: result.append(schedule.wait_due(60.0)))
     waiter.start()
-    schedule.close()
+    getattr(schedule, wake)()
     waiter.join(10.0)
-    assert result == [False]
-
-
-def test_a_request_wakes_a_waiting_prepare() -> None:
-    schedule = PrepareSchedule()
-    result: list[bool] = []
-    waiter = threading.Thread(target=lambda: result.append(schedule.wait_due(60.0)))
-    waiter.start()
-    schedule.request_now()
-    waiter.join(10.0)
-    assert result == [True]
+    assert result == [due]

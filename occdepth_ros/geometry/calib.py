@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .poses import check_rigid
+
 
 class CalibrationError(ValueError):
     """A calibration is missing, malformed or physically impossible."""
@@ -74,17 +76,8 @@ def _validate_projection(P: np.ndarray, name: str) -> np.ndarray:
 
 
 def as_rigid(T: np.ndarray, name: str) -> np.ndarray:
-    T = np.asarray(T, dtype=np.float64)
-    if T.shape == (3, 4):
-        T = np.vstack([T, [0.0, 0.0, 0.0, 1.0]])
-    if T.shape != (4, 4) or not np.all(np.isfinite(T)):
-        raise CalibrationError(f"{name}: expected a finite 3x4 or 4x4 transform, got shape {T.shape}")
-    if not np.allclose(T[3], [0.0, 0.0, 0.0, 1.0]):
-        raise CalibrationError(f"{name}: bottom row must be [0, 0, 0, 1], got {T[3].tolist()}")
-    R = T[:3, :3]
-    if not np.allclose(R @ R.T, np.eye(3), atol=1e-4) or np.linalg.det(R) <= 0:
-        raise CalibrationError(f"{name}: rotation part is not a proper rotation")
-    return T
+    """A 3x4 or 4x4 rigid transform as 4x4 float64; CalibrationError naming ``name`` otherwise."""
+    return check_rigid(T, name, CalibrationError)
 
 
 def rig_from_projections(

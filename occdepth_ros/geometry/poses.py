@@ -21,16 +21,21 @@ class PoseError(ValueError):
     """A pose is not a finite rigid transform."""
 
 
-def _check_poses(T: np.ndarray, name: str) -> np.ndarray:
+def check_rigid(T: np.ndarray, name: str, error: type[ValueError] = PoseError) -> np.ndarray:
+    """``T`` (3x4 or 4x4, or a stack of them) as float64 4x4 rigid transforms; ``error``
+    (naming ``name``) when a value is not finite, the bottom row is not [0, 0, 0, 1] or the
+    rotation part is not a proper rotation."""
     T = np.asarray(T, dtype=np.float64)
+    if T.shape[-2:] == (3, 4):
+        T = np.concatenate([T, np.broadcast_to([0.0, 0.0, 0.0, 1.0], T.shape[:-2] + (1, 4))], axis=-2)
     if T.shape[-2:] != (4, 4) or not np.all(np.isfinite(T)):
-        raise PoseError(f"{name}: expected finite 4x4 transforms, got shape {T.shape}")
-    R = T[..., :3, :3]
-    eye = np.broadcast_to(np.eye(3), R.shape)
-    if not np.allclose(R @ np.swapaxes(R, -1, -2), eye, atol=1e-4) or np.any(np.linalg.det(R) <= 0):
-        raise PoseError(f"{name}: rotation part is not a proper rotation")
+        raise error(f"{name}: expected a finite 3x4 or 4x4 transform, got shape {T.shape}")
     if not np.allclose(T[..., 3, :], [0.0, 0.0, 0.0, 1.0]):
-        raise PoseError(f"{name}: bottom row must be [0, 0, 0, 1]")
+        raise error(f"{name}: bottom row must be [0, 0, 0, 1], got {T[..., 3, :].tolist()}")
+    R = T[..., :3, :3]
+    if not np.allclose(R @ np.swapaxes(R, -1, -2), np.broadcast_to(np.eye(3), R.shape), atol=1e-4) \
+            or np.any(np.linalg.det(R) <= 0):
+        raise error(f"{name}: rotation part is not a proper rotation")
     return T
 
 
@@ -48,40 +53,36 @@ def invert_rigid(T: np.ndarray) -> np.ndarray:
 def grid_poses_from_camera_poses(cam0_poses: np.ndarray, T_cam0_from_grid: np.ndarray) -> np.ndarray:
     """(N, 4, 4) ``T_odom_from_grid`` per frame from KITTI camera-0 poses (N, 4, 4) and
     ``Tr`` = ``T_cam0_from_grid``; odom = the grid frame of the first frame (see module)."""
-    P = _check_poses(cam0_poses, "camera poses")
+    P = check_rigid(cam0_poses, "camera poses")
     if P.ndim != 3:
         raise PoseError(f"camera poses: expected (N, 4, 4), got {P.shape}")
-    Tr = np.asarray(T_cam0_from_grid, dtype=np.float64)
-    if Tr.shape == (3, 4):
-        Tr = np.vstack([Tr, [0.0, 0.0, 0.0, 1.0]])
-    Tr = _check_poses(Tr, "T_cam0_from_grid")
+    Tr = check_rigid(T_cam0_from_grid, "T_cam0_from_grid")
     return invert_rigid(Tr) @ P @ Tr
 
 
 def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
-    """Unit quaternion (w, x, y, z), w >= 0, of a 3x3 rotation (Shepperd's method)."""
+    """(x, y, z, w) unit quaternion of a proper rotation matrix, w >= 0 (Shepperd's method:
+    the largest of the four squared components is taken from the diagonal, so no branch
+    divides by a small number). (x, y, z, w) is the order of geometry_msgs/Quaternion."""
     R = np.asarray(R, dtype=np.float64)
-    tr = np.trace(R)
-    if tr > 0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        q = [0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s]
-    else:
-        i = int(np.argmax(np.diag(R)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(max(1.0 + R[i, i] - R[j, j] - R[k, k], 0.0))
-        q = [0.0, 0.0, 0.0, 0.0]
-        q[0] = (R[k, j] - R[j, k]) / s
-        q[1 + i] = 0.25 * s
-        q[1 + j] = (R[j, i] + R[i, j]) / s
-        q[1 + k] = (R[k, i] + R[i, k]) / s
-    q = np.asarray(q)
-    q /= np.linalg.norm(q)
-    return -q if q[0] < 0 else q
+    t = np.trace(R)
+    squares = np.array([1 + 2 * R[0, 0] - t, 1 + 2 * R[1, 1] - t, 1 + 2 * R[2, 2] - t, 1 + t])  # 4x^2 .. 4w^2
+    i = int(np.argmax(squares))
+    q = np.empty(4)
+    q[i] = np.sqrt(squares[i]) / 2
+    # off-diagonal sums and differences give the products of pairs of components
+    xy, xz, yz = (R[0, 1] + R[1, 0]) / 4, (R[0, 2] + R[2, 0]) / 4, (R[1, 2] + R[2, 1]) / 4
+    wx, wy, wz = (R[2, 1] - R[1, 2]) / 4, (R[0, 2] - R[2, 0]) / 4, (R[1, 0] - R[0, 1]) / 4
+    pairs = {0: (None, xy, xz, wx), 1: (xy, None, yz, wy), 2: (xz, yz, None, wz), 3: (wx, wy, wz, None)}[i]
+    for j, product in enumerate(pairs):
+        if j != i:
+            q[j] = product / q[i]
+    return q if q[3] >= 0 else -q
 
 
 def quaternion_to_rotation(q: np.ndarray) -> np.ndarray:
-    """3x3 rotation of a quaternion (w, x, y, z) (normalised first)."""
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    """3x3 rotation of a quaternion (x, y, z, w) (normalised first)."""
+    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
     return np.array([
         [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
         [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
@@ -106,7 +107,7 @@ def slerp(q0: np.ndarray, q1: np.ndarray, alpha: float) -> np.ndarray:
 def interpolate_pose(T0: np.ndarray, T1: np.ndarray, alpha: float) -> np.ndarray:
     """The pose a fraction ``alpha`` of the way from ``T0`` to ``T1``: rotation by slerp,
     translation linear (alpha 0 gives T0, 1 gives T1; outside [0, 1] extrapolates)."""
-    T0, T1 = _check_poses(T0, "T0"), _check_poses(T1, "T1")
+    T0, T1 = check_rigid(T0, "T0"), check_rigid(T1, "T1")
     if not np.isfinite(alpha):
         raise PoseError(f"alpha must be finite, got {alpha}")
     out = np.eye(4)
@@ -124,6 +125,6 @@ def rotation_angle(R: np.ndarray) -> float:
 
 def pose_distance(T0: np.ndarray, T1: np.ndarray) -> tuple[float, float]:
     """(metres between the origins, radians of the relative rotation) of two poses."""
-    T0, T1 = _check_poses(T0, "T0"), _check_poses(T1, "T1")
+    T0, T1 = check_rigid(T0, "T0"), check_rigid(T1, "T1")
     rel = invert_rigid(T0) @ T1
     return float(np.linalg.norm(T1[:3, 3] - T0[:3, 3])), rotation_angle(rel[:3, :3])

@@ -11,27 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..geometry.poses import rotation_to_quaternion
 from .params import NodeParams
-
-
-def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
-    """(x, y, z, w) unit quaternion of a proper rotation matrix, w >= 0 (Shepperd's method:
-    the largest of the four squared components is taken from the diagonal, so no branch
-    divides by a small number)."""
-    R = np.asarray(R, dtype=np.float64)
-    t = np.trace(R)
-    squares = np.array([1 + 2 * R[0, 0] - t, 1 + 2 * R[1, 1] - t, 1 + 2 * R[2, 2] - t, 1 + t])  # 4x^2 .. 4w^2
-    i = int(np.argmax(squares))
-    q = np.empty(4)
-    q[i] = np.sqrt(squares[i]) / 2
-    # off-diagonal sums and differences give the products of pairs of components
-    xy, xz, yz = (R[0, 1] + R[1, 0]) / 4, (R[0, 2] + R[2, 0]) / 4, (R[1, 2] + R[2, 1]) / 4
-    wx, wy, wz = (R[2, 1] - R[1, 2]) / 4, (R[0, 2] - R[2, 0]) / 4, (R[1, 0] - R[0, 1]) / 4
-    pairs = {0: (None, xy, xz, wx), 1: (xy, None, yz, wy), 2: (xz, yz, None, wz), 3: (wx, wy, wz, None)}[i]
-    for j, product in enumerate(pairs):
-        if j != i:
-            q[j] = product / q[i]
-    return q if q[3] >= 0 else -q
 
 
 def grid_pose_in_camera(T_grid_to_camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..geometry.calib import CalibrationError, as_rigid
-from ..geometry.poses import interpolate_pose, pose_distance, quaternion_to_rotation
+from ..geometry.poses import PoseError, check_rigid, interpolate_pose, pose_distance, quaternion_to_rotation
 
 NS_PER_S = 1_000_000_000
 HISTORY_NS = 10 * NS_PER_S  # poses kept behind the newest: covers a pipeline's lag many times over
@@ -179,14 +178,14 @@ def pose_from_odometry(position: tuple[float, float, float], quaternion_xyzw: tu
     if abs(norm - 1.0) > QUATERNION_NORM_TOLERANCE:
         return None
     T = np.eye(4)
-    T[:3, :3] = quaternion_to_rotation(np.array([q[3], q[0], q[1], q[2]]) / norm)  # (w, x, y, z)
+    T[:3, :3] = quaternion_to_rotation(q / norm)
     T[:3, 3] = p
     return T
 
 
 def _rigid(T: np.ndarray) -> bool:
     try:
-        as_rigid(T, "odometry pose")
-    except CalibrationError:
+        check_rigid(T, "odometry pose")
+    except PoseError:
         return False
     return True

@@ -49,8 +49,7 @@ from tqdm import tqdm
 from ..data.images import ImageReadError, read_rgb
 from ..data.kitti_odometry import KittiSequence
 from ..geometry.calib import CalibrationError, as_rigid
-from ..geometry.poses import PoseError, grid_poses_from_camera_poses
-from ..node.frames import rotation_to_quaternion
+from ..geometry.poses import PoseError, grid_poses_from_camera_poses, rotation_to_quaternion
 from ..node.params import DEFAULT_ODOM_FRAME, DEFAULT_ODOM_TOPIC, KITTI_GRID_FRAME
 from ..node.stereo_sync import NS_PER_S, seconds_to_ns
 

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..geometry.calib import read_kitti_calib
+from ..geometry.poses import PoseError, check_rigid, grid_poses_from_camera_poses
 from .semantic_kitti import SEMANTIC_KITTI_GRID, VOXEL_EXTENSIONS, frame_name, read_frame_target
 
 if TYPE_CHECKING:
@@ -162,6 +163,24 @@ class KittiSequence:
 
     def has_poses(self) -> bool:
         return (self.path / "poses.txt").is_file()
+
+    def grid_poses(self, frame_ids: list[str]) -> np.ndarray:
+        """``T_odom_from_grid`` (N, 4, 4) of the frames: ``poses.txt`` brought to the grid
+        frame through calib.txt's ``Tr`` (geometry.poses; odom = the first frame's grid
+        frame). ValueError naming the file (and the line of a pose that is not rigid)."""
+        poses_txt, calib_txt = self.path / "poses.txt", self.path / "calib.txt"
+        cam0, calib = self.poses(), self.calib()
+        if "Tr" not in calib:
+            raise ValueError(f"{calib_txt} lacks Tr: the poses cannot be brought to the grid frame")
+        idx = [int(fid) for fid in frame_ids]
+        if max(idx) >= len(cam0):
+            raise ValueError(f"{poses_txt} has {len(cam0)} poses; frame {max(idx):06d} has none")
+        try:
+            return grid_poses_from_camera_poses(cam0[idx], check_rigid(calib["Tr"], f"{calib_txt} Tr"))
+        except PoseError:
+            for i in idx:  # name the first pose that is not rigid
+                check_rigid(cam0[i], f"{poses_txt} line {i + 1}")
+            raise
 
     def labelled_frames(self) -> list[str]:
         """Frames with a ``voxels/<frame>.label`` file (every 5th frame in SemanticKITTI)."""

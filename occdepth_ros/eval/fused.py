@@ -5,7 +5,8 @@ grid, with the benchmark metrics of ``score_frames``.
 
 Where the map does not know a voxel (outside its window, or never seen) the fused score
 falls back to the frame's own prediction. Poses are KITTI ``poses.txt`` (camera 0) brought
-to the grid frame through the calibration's ``T_grid_to_ref``; optionally also fused with
+to the grid frame through calib.txt's ``Tr`` (``KittiSequence.grid_poses``), read and checked
+for every sequence before the first model pass; optionally also fused with
 injected odometry drift (``odometry_noise``) to show how the map degrades.
 """
 
@@ -22,7 +23,6 @@ from ..classes import ClassSet
 from ..data.kitti_odometry import KittiSequence
 from ..data.semantic_kitti import read_frame_target, semantic_kitti_factor, upsample_labels
 from ..fusion import FusionConfig, RollingSemanticMap, drifted_poses
-from ..geometry.poses import grid_poses_from_camera_poses
 from ..inference import StereoInference
 from .evaluate import FrameError, sequence_name
 from .frames import StereoFrameReader
@@ -44,16 +44,6 @@ class FusedScores:
     @property
     def fusion_ms_median(self) -> float:
         return float(np.median(self.fusion_ms)) if self.fusion_ms else 0.0
-
-
-def sequence_grid_poses(seq: KittiSequence, T_grid_to_ref: np.ndarray, n_frames: int) -> np.ndarray:
-    """Grid poses in the odometry frame (the first frame's grid frame) of every frame."""
-    if not seq.has_poses():
-        raise FileNotFoundError(f"{seq.path / 'poses.txt'}: fusion needs the sequence's poses")
-    poses = seq.poses()
-    if len(poses) < n_frames:
-        raise ValueError(f"{seq.path / 'poses.txt'} has {len(poses)} poses for {n_frames} frames")
-    return grid_poses_from_camera_poses(poses[:n_frames], T_grid_to_ref)
 
 
 @dataclass(frozen=True)
@@ -98,9 +88,12 @@ def evaluate_fused(engine: StereoInference, root: str | Path, sequences: list[st
             raise FileNotFoundError(f"no labelled frames in {seq.path}")
         if not seq.has_poses():
             raise FileNotFoundError(f"{seq.path / 'poses.txt'}: fusion needs the sequence's poses")
-        plans.append((seq, frames, labelled))
+        poses = {FUSED: seq.grid_poses(frames)}
+        if odometry_noise:
+            poses[FUSED_DRIFT] = drifted_poses(poses[FUSED], seed=noise_seed)
+        plans.append((seq, frames, labelled, poses))
     if picture is not None and not any(seq.sequence == picture.sequence and picture.frame in labelled
-                                       for seq, _, labelled in plans):
+                                       for seq, _, labelled, _ in plans):
         raise ValueError(f"--picture: frame {picture.frame} of sequence {picture.sequence} is not a labelled frame "
                          "of the sequences scored")
     total = {v: SSCMetrics(class_set.n_classes, class_set.ignore_index) for v in variants}
@@ -108,21 +101,16 @@ def evaluate_fused(engine: StereoInference, root: str | Path, sequences: list[st
     reader = StereoFrameReader()
     timings: list[float] = []
     scored = fused_frames = 0
-    bar = tqdm(total=sum(len(f) for _, f, _ in plans), desc="occdepth-eval --fuse", unit="frame",
+    bar = tqdm(total=sum(len(f) for _, f, _, _ in plans), desc="occdepth-eval --fuse", unit="frame",
                disable=not progress)
-    for seq, frames, labelled in plans:
+    for seq, frames, labelled, poses in plans:
         metrics = {v: SSCMetrics(class_set.n_classes, class_set.ignore_index) for v in variants}
         maps = {v: RollingSemanticMap(cfg, class_set.n_classes) for v in variants if v != SINGLE}
-        poses = drift = None
         for i, frame in enumerate(frames):
             bar.set_postfix_str(f"{seq.sequence}/{frame}", refresh=False)
             try:
                 left, right, calib = reader.read(seq, frame)
                 engine.set_calibration(calib)
-                if poses is None:
-                    poses = {FUSED: sequence_grid_poses(seq, calib.T_grid_to_ref, len(frames))}
-                    if odometry_noise:
-                        poses[FUSED_DRIFT] = drifted_poses(poses[FUSED], seed=noise_seed)
                 pred = engine.predict([left, right], with_confidence=False, with_probs=True)
             except ValueError as exc:
                 raise FrameError(f"sequence {seq.sequence} frame {frame}: {exc}") from exc

@@ -48,8 +48,8 @@ from tqdm import tqdm
 
 from ..data.images import ImageReadError, read_rgb
 from ..data.kitti_odometry import KittiSequence
-from ..geometry.calib import CalibrationError, as_rigid
-from ..geometry.poses import PoseError, grid_poses_from_camera_poses, rotation_to_quaternion
+from ..geometry.calib import CalibrationError
+from ..geometry.poses import rotation_to_quaternion
 from ..node.params import DEFAULT_ODOM_FRAME, DEFAULT_ODOM_TOPIC, KITTI_GRID_FRAME
 from ..node.stereo_sync import NS_PER_S, seconds_to_ns
 
@@ -270,30 +270,14 @@ def stereo_projections(seq: KittiSequence) -> tuple[np.ndarray, np.ndarray]:
 
 
 def grid_poses(seq: KittiSequence, frame_ids: list[str]) -> np.ndarray | None:
-    """T_odom_from_grid (N, 4, 4) of the frames from ``poses.txt`` through calib.txt's Tr;
-    None when the sequence has no poses.txt."""
+    """T_odom_from_grid (N, 4, 4) of the frames (``KittiSequence.grid_poses``); None when
+    the sequence has no poses.txt."""
     if not seq.has_poses():
         return None
     try:
-        cam0 = seq.poses()
-        calib = seq.calib()
-    except (FileNotFoundError, ValueError, CalibrationError) as exc:
+        return seq.grid_poses(frame_ids)
+    except (FileNotFoundError, ValueError) as exc:
         raise ConversionError(str(exc)) from exc
-    if "Tr" not in calib:
-        raise ConversionError(f"{seq.path / 'calib.txt'} lacks Tr: the poses cannot be brought to the grid frame")
-    idx = [int(fid) for fid in frame_ids]
-    if max(idx) >= len(cam0):
-        raise ConversionError(f"{seq.path / 'poses.txt'} has {len(cam0)} poses; frame {max(idx):06d} has none")
-    try:
-        T_cam0_from_grid = as_rigid(calib["Tr"], "calib.txt Tr")
-        for i in idx:
-            as_rigid(cam0[i], f"poses.txt line {i + 1}")
-    except CalibrationError as exc:
-        raise ConversionError(f"{seq.path}: {exc}") from exc
-    try:
-        return grid_poses_from_camera_poses(cam0[idx], T_cam0_from_grid)
-    except PoseError as exc:
-        raise ConversionError(f"{seq.path}: {exc}") from exc
 
 
 def read_pair(seq: KittiSequence, frame: str) -> tuple[np.ndarray, np.ndarray]:

@@ -494,10 +494,11 @@ class OccDepthNode(Node):
         else:
             self._reject("bad_input", f"frame failed ({type(exc).__name__}: {exc})", type(exc).__name__)
 
-    def _markers_due(self) -> bool:
+    def _markers_due(self, publisher, last_time: float) -> bool:
+        """Markers (per frame or of the map) are subscribed and due at marker_max_rate_hz."""
         p = self.params
-        return (p.marker_max_rate_hz > 0 and self.pub_markers.get_subscription_count() > 0
-                and time.monotonic() - self._last_marker_time >= 1.0 / p.marker_max_rate_hz)
+        return (p.marker_max_rate_hz > 0 and publisher.get_subscription_count() > 0
+                and time.monotonic() - last_time >= 1.0 / p.marker_max_rate_hz)
 
     def _wanted_outputs(self) -> frozenset[str]:
         """No work for outputs nobody subscribes to. The occupancy grid is always made:
@@ -505,19 +506,14 @@ class OccDepthNode(Node):
         wanted = {"bev"}
         if self.pub_cloud.get_subscription_count() > 0:
             wanted.add("cloud")
-        if self._markers_due():
+        if self._markers_due(self.pub_markers, self._last_marker_time):
             wanted.add("voxels")
         if self.fuser is not None:
             if self.pub_map_cloud.get_subscription_count() > 0:
                 wanted.add("map_cloud")
-            if self._map_markers_due():
+            if self._markers_due(self.pub_map_markers, self._last_map_marker_time):
                 wanted.add("map_voxels")
         return frozenset(wanted)
-
-    def _map_markers_due(self) -> bool:
-        p = self.params
-        return (p.marker_max_rate_hz > 0 and self.pub_map_markers.get_subscription_count() > 0
-                and time.monotonic() - self._last_map_marker_time >= 1.0 / p.marker_max_rate_hz)
 
     def _reject(self, reason: str, message: str, detail: str) -> None:
         self.stats.count_drop(reason, detail=message)
@@ -538,7 +534,7 @@ class OccDepthNode(Node):
         if p.publish_label_grid and self.pub_labels.get_subscription_count() > 0:
             self.pub_labels.publish(label_grid(r.prediction.labels, header))
         self.pub_grid.publish(occupancy_grid(r.bev, header))
-        if r.voxels is not None and self._markers_due():
+        if r.voxels is not None and self._markers_due(self.pub_markers, self._last_marker_time):
             groups = marker_groups(r.voxels, self.classes, max_voxels=p.marker_max_voxels)
             self.pub_markers.publish(marker_array(groups, header, self.processor.engine.cfg.grid.voxel_size))
             self._last_marker_time = time.monotonic()
@@ -567,7 +563,7 @@ class OccDepthNode(Node):
         if m.cloud is not None:
             self.pub_map_cloud.publish(point_cloud2(m.cloud, header))
         self.pub_map_grid.publish(occupancy_grid(m.bev, header))
-        if m.voxels is not None and self._map_markers_due():
+        if m.voxels is not None and self._markers_due(self.pub_map_markers, self._last_map_marker_time):
             groups = marker_groups(m.voxels, self.classes, max_voxels=p.marker_max_voxels, centre=m.robot_xyz)
             self.pub_map_markers.publish(marker_array(groups, header, self.fuser.cfg.voxel_size))
             self._last_map_marker_time = time.monotonic()

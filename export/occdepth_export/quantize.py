@@ -139,28 +139,10 @@ def _front(model: onnx.ModelProto, float_nodes: set[str]) -> onnx.ModelProto:
     graph = model.graph
     front = [n for n in graph.node if n.name not in float_nodes]
     back = [n for n in graph.node if n.name in float_nodes]
-    produced = {o for n in front for o in n.output}
     wanted = {i for n in back for i in n.input} | {o.name for o in graph.output}
     outputs = [o for n in front for o in n.output if o in wanted]
     used = {i for n in front for i in n.input}
-    types = {v.name: v for v in [*graph.value_info, *graph.output]}
-    missing = [o for o in outputs if o not in types]
-    if missing:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
-        types.update({v.name: v for v in inferred.value_info})
-        missing = [o for o in outputs if o not in types]
-        if missing:
-            raise QuantizeError(f"no type known for {missing}; cannot cut the graph at the lift")
-    sub = onnx.helper.make_graph(
-        front, f"{graph.name}_front",
-        inputs=[i for i in graph.input if i.name in used],
-        outputs=[types[o] for o in outputs],
-        initializer=[t for t in graph.initializer if t.name in used],
-        value_info=[v for v in graph.value_info if v.name in produced and v.name not in outputs],
-    )
-    opsets = [o for o in model.opset_import if o.domain in ("", "ai.onnx")]
-    out = onnx.helper.make_model(sub, opset_imports=opsets, ir_version=model.ir_version)
-    return out
+    return _subgraph(model, front, [i.name for i in graph.input if i.name in used], outputs, "front")
 
 
 def _subgraph(model: onnx.ModelProto, nodes: list[onnx.NodeProto], inputs: list[str],

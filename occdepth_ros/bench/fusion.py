@@ -10,6 +10,7 @@ import numpy as np
 
 from ..fusion import FusionConfig, RollingSemanticMap
 from ..geometry.calib import shipped_kitti_calibration
+from ..inference.pipeline import output_seen_mask
 from ..model.config import load_preset
 from .frames import lookup_for
 from .measure import Stat, measure
@@ -60,8 +61,7 @@ def bench_fusion(warmup: int, iters: int, budget_s: float | None, preset: str = 
     cfg = load_preset(preset)
     grid = cfg.grid
     lookup = lookup_for(cfg, shipped_kitti_calibration())
-    s = grid.project_scale
-    seen = lookup.seen.any(axis=0).reshape(grid.feature_dims).repeat(s, 0).repeat(s, 1).repeat(s, 2)
+    seen = output_seen_mask(lookup, grid)
     rng = np.random.default_rng(0)
     frames = [synthetic_probs(grid.dims, cfg.n_classes, rng) for _ in range(FUSION_FRAMES)]
     fmap = RollingSemanticMap(FusionConfig.for_grid(grid), cfg.n_classes)

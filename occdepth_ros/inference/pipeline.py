@@ -148,13 +148,18 @@ class StereoInference:
         once per calibration (the node asks for it every frame) and read-only, since
         every caller shares it."""
         if self._seen is None:
-            cfg = self.cfg
-            seen = self.rig_lookup.seen.any(axis=0).reshape(cfg.grid.feature_dims)
-            s = cfg.grid.project_scale
-            seen = seen.repeat(s, 0).repeat(s, 1).repeat(s, 2)
+            seen = output_seen_mask(self.rig_lookup, self.cfg.grid)
             seen.flags.writeable = False
             self._seen = seen
         return self._seen
+
+
+def output_seen_mask(lookup: LiftLookup, grid) -> np.ndarray:
+    """(X, Y, Z) bool on the output grid (a model ``GridConfig``): voxels inside at least
+    one view, the lookup's 3D-feature mask upsampled by the grid's ``project_scale``."""
+    s = grid.project_scale
+    seen = lookup.seen.any(axis=0).reshape(grid.feature_dims)
+    return seen.repeat(s, 0).repeat(s, 1).repeat(s, 2)
 
 
 def _argmax_classes(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -240,6 +240,32 @@ def test_invalid_mask_is_the_camera_frustum(seq, generator):
     assert np.array_equal(generator.frame(0)[1].invalid, invalid)
 
 
+def test_whole_volume_keeps_the_sides_outside_the_view(dataset, seq, tmp_path):
+    whole_root = _write(tmp_path / "whole", ["--whole-volume"])
+    whole = KittiSequence(whole_root, SEQ)
+    same = ("label", "bin", "occluded")
+    for ext in same:
+        assert whole.voxel_path(0, ext).read_bytes() == seq.voxel_path(0, ext).read_bytes(), ext
+    name = f"sequences/{SEQ}/image_2/000000.png"
+    assert (whole_root / name).read_bytes() == (dataset / name).read_bytes()
+    view = read_bit_voxels(seq.voxel_path(0, "invalid"))
+    everywhere = read_bit_voxels(whole.voxel_path(0, "invalid"))
+    labels = read_label(seq.voxel_path(0, "label"))
+    out_of_view = view & ~everywhere
+    # Only voxels buried in a solid stay invalid, in and out of view; inside the view the two agree.
+    assert not (everywhere & ~view).any()
+    assert out_of_view.mean() > 0.1
+    assert (labels[out_of_view] > 0).sum() > 1000  # ground and objects beside the car are scored
+    buried = np.argwhere(everywhere)
+    inner = buried[np.all((buried > 0) & (buried < np.asarray(SEMANTIC_KITTI_GRID) - 1), axis=1)]
+    assert len(inner) > 0
+    for axis in range(3):
+        for delta in (-1, 1):
+            nb = inner.copy()
+            nb[:, axis] += delta
+            assert (labels[nb[:, 0], nb[:, 1], nb[:, 2]] > 0).all()
+
+
 def test_ground_is_one_voxel_layer(seq):
     names = load_class_set().names
     labels = read_label(seq.voxel_path(0, "label"))

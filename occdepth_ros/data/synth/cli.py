@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image height and width; the intrinsics scale with it")
     p.add_argument("--density", type=float, default=defaults.objects.density,
                    help="scales how many objects line the street (1 = default)")
+    p.add_argument("--whole-volume", action="store_true",
+                   help="label the whole grid: only buried voxels are invalid, the sides outside the "
+                        "cameras' view stay valid (SemanticKITTI's lidar-built ground truth scores them)")
     p.add_argument("--workers", type=int, default=1, help="processes rendering frames in parallel")
     return p
 
@@ -54,6 +57,7 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
         voxel_every=args.voxel_every,
         sequences=tuple(args.sequences),
         rig=base.rig.scaled(height, width),
+        grid=replace(base.grid, view_invalid=not args.whole_volume),
         objects=replace(base.objects, density=args.density),
     )
 

@@ -53,6 +53,10 @@ class GridConfig:
     voxel_size: float = 0.2
     shape: tuple[int, int, int] = (256, 256, 32)
     interior_invalid: bool = True  # voxels buried inside a solid are invalid (never observable)
+    # Voxels no camera of the frame images are invalid. False labels the whole volume (only
+    # buried voxels invalid), as SemanticKITTI's lidar-built ground truth does for the sides
+    # of the grid a forward camera cannot see.
+    view_invalid: bool = True
 
 
 @dataclass(frozen=True)

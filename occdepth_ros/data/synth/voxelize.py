@@ -11,7 +11,8 @@ Conventions (SemanticKITTI-like):
   (small things and things on the ground win over what they stand on).
 * invalid: voxels no camera could ever see: those whose centre is outside
   every camera's image (the official projection: ``u = round(fx X / Z + cx)`` in [0, W),
-  v likewise, Z > 0) and, with ``GridConfig.interior_invalid``, those buried
+  v likewise, Z > 0; unless ``GridConfig.view_invalid`` is off, which labels the whole
+  volume) and, with ``GridConfig.interior_invalid``, those buried
   inside a solid (the cube lies strictly inside one primitive, so no surface
   passes through it). SemanticKITTI marks such never-observed voxels invalid
   too, which keeps filled building blocks from swamping the class balance.
@@ -267,7 +268,7 @@ def frame_voxels(
     """All four SemanticKITTI grids of one frame; ``depths`` (C, H, W) from the renderer."""
     grid = projection.grid
     labels, interior = label_voxels(prims, bounds, ego, grid, class_names)
-    invalid = projection.outside()
+    invalid = projection.outside() if grid.view_invalid else np.zeros(grid.shape, dtype=bool)
     if grid.interior_invalid:
         invalid |= interior
     occupancy = projection.occupancy(depths)

@@ -1,6 +1,7 @@
 """occdepth-eval --fuse on a generated sequence: both scores written; the single-frame score
 is plain occdepth-eval's; the fused score is that of the temporal map driven through the
-package's public pieces frame by frame; bad combinations are refused by name."""
+package's public pieces frame by frame, on the frame's-view and on whole-volume ground truth,
+where the map knows scored voxels the frame cannot see; bad combinations are refused by name."""
 
 from __future__ import annotations
 
@@ -27,12 +28,23 @@ from occdepth_ros.inference import StereoInference
 FRAMES = 5
 
 
+SYNTH_ARGS = ["--sequences", "00", "--frames", str(FRAMES), "--seed", "7", "--voxel-every", "2",
+              "--image-size", "96", "320"]
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     """Five frames driving forward, ground truth at frames 0, 2 and 4."""
     root = tmp_path_factory.mktemp("fuse_synth")
-    assert synth_main(["--out", str(root), "--sequences", "00", "--frames", str(FRAMES), "--seed", "7",
-                       "--voxel-every", "2", "--image-size", "96", "320"]) == 0
+    assert synth_main(["--out", str(root), *SYNTH_ARGS]) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def whole_root(tmp_path_factory) -> Path:
+    """The same world with whole-volume ground truth (only buried voxels invalid)."""
+    root = tmp_path_factory.mktemp("fuse_synth_whole")
+    assert synth_main(["--out", str(root), *SYNTH_ARGS, "--whole-volume"]) == 0
     return root
 
 
@@ -68,10 +80,13 @@ def test_fuse_writes_both_scores_and_the_single_frame_score_is_plain_eval(root, 
         assert img.width > 3 * 256 and img.height >= 256
 
 
-@pytest.mark.parametrize("settings", [{}, {"decay": 1e-6, "occupied_threshold": 0.6}])
-def test_fused_score_is_the_temporal_map_driven_frame_by_frame(root, tiny, tmp_path, capsys, settings) -> None:
+@pytest.mark.parametrize("volume,settings", [("view", {}), ("view", {"decay": 1e-6, "occupied_threshold": 0.6}),
+                                             ("whole", {})])
+def test_fused_score_is_the_temporal_map_driven_frame_by_frame(volume, settings, root, whole_root, tiny, tmp_path,
+                                                               capsys) -> None:
     """Independent of the evaluation loop: the public pieces, frame by frame, in order; the
     --fusion settings reach the map."""
+    root = whole_root if volume == "whole" else root
     flags = [a for name, value in settings.items() for a in ("--fusion", f"{name}={value}")]
     code, _, err = _eval(["--data", str(root), "--sequences", "00", "--checkpoint", str(tiny), "--fuse", *flags,
                           "--json", str(tmp_path / "fused.json")], capsys)
@@ -101,6 +116,34 @@ def test_fused_score_is_the_temporal_map_driven_frame_by_frame(root, tiny, tmp_p
     ours = metrics.compute()
     assert reported["sc_iou"] == pytest.approx(ours.sc_iou, abs=1e-12)
     assert reported["miou"] == pytest.approx(ours.miou, abs=1e-12)
+
+
+def test_the_map_knows_scored_voxels_the_frame_cannot_see(root, whole_root, tiny) -> None:
+    """Whole-volume ground truth scores the sides beside the car; voxels there that earlier
+    frames saw are known to the map at the last frame although its cameras miss them."""
+    cs = load_class_set()
+    engine = StereoInference(load_model(tiny))
+    grid = engine.cfg.grid
+    fmap = RollingSemanticMap(FusionConfig.for_grid(grid), cs.n_classes)
+    seq = KittiSequence(whole_root, "00")
+    reader = StereoFrameReader()
+    calib = reader.read(seq, "000000")[2]
+    Tr = np.asarray(calib.T_grid_to_ref, np.float64)
+    poses = [np.linalg.inv(Tr) @ P @ Tr for P in seq.poses()]
+    for i, frame in enumerate(seq.frame_ids()):
+        left, right, calib = reader.read(seq, frame)
+        engine.set_calibration(calib)
+        pred = engine.predict([left, right], with_confidence=False, with_probs=True)
+        fmap.integrate(pred.probs, pred.seen, poses[i], grid, labels=pred.labels)
+    last = seq.frame_ids()[-1]
+    _, known = fmap.render(poses[-1], grid)
+    factor = round(grid.voxel_size / 0.2)
+    remembered = upsample_labels((known & ~pred.seen).astype(np.uint8), factor).astype(bool)
+    whole = read_frame_target(seq.voxel_dir, last, cs)
+    view = read_frame_target(KittiSequence(root, "00").voxel_dir, last, cs)
+    scored_only_whole = remembered & (whole != 255) & (view == 255)
+    assert scored_only_whole.sum() > 50000
+    assert (whole[scored_only_whole] > 0).sum() > 2000  # ground beside the car among them
 
 
 def test_probs_are_the_softmax_and_default_predictions_are_unchanged(root, tiny) -> None:

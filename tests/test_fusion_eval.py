@@ -59,6 +59,28 @@ def _eval(argv: list[str], capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def _drive_map(root: Path, tiny: Path, settings: dict, pass_labels: bool):
+    """The public pieces, frame by frame, in order: each frame predicted and integrated into
+    a fresh map at its pose; yields (sequence, frame, pose, prediction, map, grid) after each."""
+    cs = load_class_set()
+    engine = StereoInference(load_model(tiny))
+    grid = engine.cfg.grid
+    fmap = RollingSemanticMap(FusionConfig.for_grid(grid, **settings), cs.n_classes)
+    seq = KittiSequence(root, "00")
+    reader = StereoFrameReader()
+    calib = reader.read(seq, "000000")[2]
+    # odometry = the first grid frame: T = inv(Tr) @ cam0 pose @ Tr, in float64
+    Tr = np.asarray(calib.T_grid_to_ref, np.float64)
+    poses = [np.linalg.inv(Tr) @ P @ Tr for P in seq.poses()]
+    for i, frame in enumerate(seq.frame_ids()):
+        left, right, calib = reader.read(seq, frame)
+        engine.set_calibration(calib)
+        pred = engine.predict([left, right], with_confidence=False, with_probs=True)
+        # without labels, integrate takes the slow path over every class
+        fmap.integrate(pred.probs, pred.seen, poses[i], grid, labels=pred.labels if pass_labels else None)
+        yield seq, frame, poses[i], pred, fmap, grid
+
+
 def test_fuse_writes_both_scores_and_the_single_frame_score_is_plain_eval(root, tiny, tmp_path, capsys) -> None:
     base = ["--data", str(root), "--sequences", "00", "--checkpoint", str(tiny)]
     code, out, err = _eval([*base, "--fuse", "--odometry-noise", "--json", str(tmp_path / "fused.json"),
@@ -93,25 +115,11 @@ def test_fused_score_is_the_temporal_map_driven_frame_by_frame(volume, settings,
     assert code == 0, err
     reported = json.loads((tmp_path / "fused.json").read_text())["fused"]
     cs = load_class_set()
-    engine = StereoInference(load_model(tiny))
-    grid = engine.cfg.grid
-    fmap = RollingSemanticMap(FusionConfig.for_grid(grid, **settings), cs.n_classes)
-    seq = KittiSequence(root, "00")
-    reader = StereoFrameReader()
     metrics = SSCMetrics(cs.n_classes, cs.ignore_index)
-    calib = reader.read(seq, "000000")[2]
-    # odometry = the first grid frame: T = inv(Tr) @ cam0 pose @ Tr, in float64
-    Tr = np.asarray(calib.T_grid_to_ref, np.float64)
-    poses = [np.linalg.inv(Tr) @ P @ Tr for P in seq.poses()]
-    for i, frame in enumerate(seq.frame_ids()):
-        left, right, calib = reader.read(seq, frame)
-        engine.set_calibration(calib)
-        pred = engine.predict([left, right], with_confidence=False, with_probs=True)
-        fmap.integrate(pred.probs, pred.seen, poses[i], grid)  # the slow path: no labels passed
+    for seq, frame, pose, pred, fmap, grid in _drive_map(root, tiny, settings, pass_labels=False):
         if frame in seq.labelled_frames():
-            labels, known = fmap.render(poses[i], grid)
-            factor = round(grid.voxel_size / 0.2)
-            metrics.add(upsample_labels(np.where(known, labels, pred.labels), factor),
+            labels, known = fmap.render(pose, grid)
+            metrics.add(upsample_labels(np.where(known, labels, pred.labels), round(grid.voxel_size / 0.2)),
                         read_frame_target(seq.voxel_dir, frame, cs))
     ours = metrics.compute()
     assert reported["sc_iou"] == pytest.approx(ours.sc_iou, abs=1e-12)
@@ -121,24 +129,10 @@ def test_fused_score_is_the_temporal_map_driven_frame_by_frame(volume, settings,
 def test_the_map_knows_scored_voxels_the_frame_cannot_see(root, whole_root, tiny) -> None:
     """Whole-volume ground truth scores the sides beside the car; voxels there that earlier
     frames saw are known to the map at the last frame although its cameras miss them."""
+    *_, (seq, last, pose, pred, fmap, grid) = _drive_map(whole_root, tiny, {}, pass_labels=True)
+    _, known = fmap.render(pose, grid)
+    remembered = upsample_labels((known & ~pred.seen).astype(np.uint8), round(grid.voxel_size / 0.2)).astype(bool)
     cs = load_class_set()
-    engine = StereoInference(load_model(tiny))
-    grid = engine.cfg.grid
-    fmap = RollingSemanticMap(FusionConfig.for_grid(grid), cs.n_classes)
-    seq = KittiSequence(whole_root, "00")
-    reader = StereoFrameReader()
-    calib = reader.read(seq, "000000")[2]
-    Tr = np.asarray(calib.T_grid_to_ref, np.float64)
-    poses = [np.linalg.inv(Tr) @ P @ Tr for P in seq.poses()]
-    for i, frame in enumerate(seq.frame_ids()):
-        left, right, calib = reader.read(seq, frame)
-        engine.set_calibration(calib)
-        pred = engine.predict([left, right], with_confidence=False, with_probs=True)
-        fmap.integrate(pred.probs, pred.seen, poses[i], grid, labels=pred.labels)
-    last = seq.frame_ids()[-1]
-    _, known = fmap.render(poses[-1], grid)
-    factor = round(grid.voxel_size / 0.2)
-    remembered = upsample_labels((known & ~pred.seen).astype(np.uint8), factor).astype(bool)
     whole = read_frame_target(seq.voxel_dir, last, cs)
     view = read_frame_target(KittiSequence(root, "00").voxel_dir, last, cs)
     scored_only_whole = remembered & (whole != 255) & (view == 255)

@@ -90,7 +90,7 @@ def test_fused_map_voxels_bev_and_reset_on_a_jump() -> None:
     # a jump: the map restarts from the next frame alone
     assert f.add_odometry(2 * S, "odom", "velodyne", (1.5, 0, 0), IDENTITY_Q) == JUMP
     again = f.fuse(2 * S, scene())
-    assert "jumped 1.50 m" in again.reset and f.counters.resets == 1
+    assert "jumped 1.50 m" in again.reset and f.map.resets == 1
     moved = {(tuple(np.round(c, 6)), int(l)) for c, l in zip(again.outputs.voxels.centres, again.outputs.voxels.labels)}
     assert moved == {((x + 1.5, y, z), c) for (x, y, z), c in got}
 

@@ -98,7 +98,7 @@ def test_the_map_from_a_replayed_bag_is_the_offline_fusion_of_the_same_frames(re
     assert as_set(np.stack([published["x"], published["y"], published["z"]], 1), published["label"]) == \
         as_set(centres, labels)
     assert node.fuser.counters.frames_fused == FRAMES and node.fuser.counters.frames_unfused == 0
-    assert node.fuser.buffer.counters.received == FRAMES and node.fuser.counters.resets == 0
+    assert node.fuser.buffer.counters.received == FRAMES and node.fuser.map.resets == 0
 
 
 def test_map_outputs_are_in_the_odometry_frame_and_the_frame_outputs_unchanged(replay) -> None:
@@ -183,7 +183,7 @@ def test_without_odometry_the_frame_outputs_go_on_and_the_node_says_why(fed, cap
         if diag:
             break
         time.sleep(0.1)
-    assert diag and diag[-1].level[0] >= 1 and "odometry /odom" in diag[-1].message  # at least WARN
+    assert diag and diag[-1].level[0] >= 1 and "odometry topic /odom" in diag[-1].message  # at least WARN
     assert "no odometry received yet" in diag[-1].message
     values = {kv.key: kv.value for kv in diag[-1].values}
     assert int(values["fuse_frames_unfused"]) >= 1 and values["odom_received"] == "0"
@@ -204,7 +204,7 @@ def test_an_odometry_jump_resets_the_map(fed) -> None:
         send_frame(h, seq, frame, base + i * 10**8)
         h.wait_for("map_cloud", start + i + 1)
     fuser = h.node.fuser
-    assert fuser.buffer.counters.jumps == 1 and fuser.counters.resets == 1
+    assert fuser.buffer.counters.jumps == 1 and fuser.map.resets == 1
     after = RollingSemanticMap(fuser.cfg, h.node.classes.n_classes)  # only the frame after the jump
     pred = frame_probs(h.node, seq, frames[2])
     after.integrate(pred.probs, pred.seen, poses[2], h.node.processor.engine.cfg.grid, labels=pred.labels)

@@ -63,7 +63,6 @@ class FuseResult:
 class FuseCounters:
     frames_fused: int = 0
     frames_unfused: int = 0  # frames without a pose
-    resets: int = 0  # map resets on jumps / restarts of the odometry
     wrong_frame: int = 0  # odometry messages for another child frame
     frame_changed: int = 0  # odometry messages in another frame than the map's
     last_missing: str = field(default="")
@@ -126,8 +125,7 @@ class MapFuser:
         reset = ""
         if pose.generation != self._generation:
             reset = self.buffer.counters.last_restart
-            self.map.reset()
-            self.counters.resets += 1
+            self.map.reset()  # counted in map.resets
             self._generation = pose.generation
         self.map.integrate(prediction.probs, prediction.seen, pose.T, self.grid, labels=prediction.labels)
         self.counters.frames_fused += 1
@@ -170,4 +168,3 @@ class MapFuser:
 
     def reset(self) -> None:
         self.map.reset()
-        self.counters.resets += 1

@@ -228,8 +228,9 @@ class OccDepthNode(Node):
         )
         self.get_logger().info(frames_summary(params, self._tf is not None))
         if self.fuser is not None:
-            source = (f"TF {params.odom_frame} <- {params.grid_frame()}" if params.use_tf else
-                      f"nav_msgs/Odometry on {self.sub_odom.topic_name} (child frame {params.grid_frame()})")
+            source = self._pose_source()
+            if not params.use_tf:
+                source += f" (nav_msgs/Odometry, child frame {params.grid_frame()})"
             self.get_logger().info(
                 f"fuse: map of {self.fuser.cfg.dims} voxels @ {self.fuser.cfg.voxel_size} m "
                 f"({self.fuser.cfg.extent_xy_m:g} m square around the robot) from poses by {source}; "
@@ -545,10 +546,14 @@ class OccDepthNode(Node):
         self.pub_time.publish(Float64(data=r.processing_s * 1e3))
         self.pub_latency.publish(Float64(data=latency_s * 1e3))
 
+    def _pose_source(self) -> str:
+        """Where the map's poses come from, as log lines and diagnostics name it."""
+        p = self.params
+        return f"TF {p.odom_frame} <- {p.grid_frame()}" if p.use_tf else f"odometry topic {self.sub_odom.topic_name}"
+
     def _publish_map(self, f: FuseResult) -> None:
         """The map's outputs of a fused frame; a frame that could not be fused is named."""
-        p = self.params
-        source = f"TF {p.odom_frame} <- {p.grid_frame()}" if p.use_tf else f"odometry topic {self.sub_odom.topic_name}"
+        source = self._pose_source()
         if f.status == MISSING:
             self._warn("odom_missing", f"fuse: no pose for a frame ({f.reason}; {source}): not fused, the "
                        "single-frame outputs go on")
@@ -564,7 +569,7 @@ class OccDepthNode(Node):
             self.pub_map_cloud.publish(point_cloud2(m.cloud, header))
         self.pub_map_grid.publish(occupancy_grid(m.bev, header))
         if m.voxels is not None and self._markers_due(self.pub_map_markers, self._last_map_marker_time):
-            groups = marker_groups(m.voxels, self.classes, max_voxels=p.marker_max_voxels, centre=m.robot_xyz)
+            groups = marker_groups(m.voxels, self.classes, max_voxels=self.params.marker_max_voxels, centre=m.robot_xyz)
             self.pub_map_markers.publish(marker_array(groups, header, self.fuser.cfg.voxel_size))
             self._last_map_marker_time = time.monotonic()
 
@@ -577,8 +582,7 @@ class OccDepthNode(Node):
         now = (c.frames_unfused, b.jumps + b.restarts, b.out_of_order)
         new = [n - old for n, old in zip(now, self._odom_reported)]
         self._odom_reported = now
-        source = (f"TF {self.params.odom_frame} <- {self.params.grid_frame()}" if self.params.use_tf
-                  else f"odometry {self.sub_odom.topic_name}")
+        source = self._pose_source()
         problems = []
         if new[0]:
             problems.append(f"{new[0]} frame(s) not fused: no pose from {source} ({c.last_missing})")
@@ -587,7 +591,7 @@ class OccDepthNode(Node):
         if new[2]:
             problems.append(f"{new[2]} odometry message(s) out of order on {source}")
         values = {"fuse_frames_fused": str(c.frames_fused), "fuse_frames_unfused": str(c.frames_unfused),
-                  "fuse_map_resets": str(c.resets), "odom_received": str(b.received),
+                  "fuse_map_resets": str(self.fuser.map.resets), "odom_received": str(b.received),
                   "odom_out_of_order": str(b.out_of_order), "odom_jumps": str(b.jumps),
                   "odom_restarts": str(b.restarts), "odom_late": str(b.late), "odom_missing": str(b.missing),
                   "odom_invalid": str(b.invalid), "odom_wrong_frame": str(c.wrong_frame + c.frame_changed),

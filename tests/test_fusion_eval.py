@@ -21,6 +21,7 @@ from occdepth_ros.data.kitti_odometry import KittiSequence
 from occdepth_ros.data.semantic_kitti import read_frame_target, upsample_labels
 from occdepth_ros.data.synth.cli import main as synth_main
 from occdepth_ros.eval.frames import StereoFrameReader
+from occdepth_ros.eval.fused import evaluate_fused
 from occdepth_ros.eval.metrics import SSCMetrics
 from occdepth_ros.fusion import FusionConfig, RollingSemanticMap
 from occdepth_ros.inference import StereoInference
@@ -96,6 +97,9 @@ def test_fuse_writes_both_scores_and_the_single_frame_score_is_plain_eval(root, 
         assert set(fused[variant]) == metric_keys
         assert 0.0 <= fused[variant]["sc_iou"] <= 1.0
     assert fused["per_sequence"]["00"]["single"] == fused["single"]
+    for region in ("in_view", "out_of_view"):
+        assert set(fused["regions"][region]) == {"single", "fused", "fused_drift"}
+    assert "outside the frame's view" in out
     assert fused["fusion_ms_median"] > 0
     assert "fused (temporal map):" in out and "single frame:" in out and "odometry drift" in out
     with Image.open(tmp_path / "bev.png") as img:  # three 256 x 256 views (benchmark grid) and a legend
@@ -113,17 +117,26 @@ def test_fused_score_is_the_temporal_map_driven_frame_by_frame(volume, settings,
     code, _, err = _eval(["--data", str(root), "--sequences", "00", "--checkpoint", str(tiny), "--fuse", *flags,
                           "--json", str(tmp_path / "fused.json")], capsys)
     assert code == 0, err
-    reported = json.loads((tmp_path / "fused.json").read_text())["fused"]
+    report = json.loads((tmp_path / "fused.json").read_text())
     cs = load_class_set()
     metrics = SSCMetrics(cs.n_classes, cs.ignore_index)
+    outside = SSCMetrics(cs.n_classes, cs.ignore_index)
     for seq, frame, pose, pred, fmap, grid in _drive_map(root, tiny, settings, pass_labels=False):
         if frame in seq.labelled_frames():
             labels, known = fmap.render(pose, grid)
-            metrics.add(upsample_labels(np.where(known, labels, pred.labels), round(grid.voxel_size / 0.2)),
-                        read_frame_target(seq.voxel_dir, frame, cs))
-    ours = metrics.compute()
-    assert reported["sc_iou"] == pytest.approx(ours.sc_iou, abs=1e-12)
-    assert reported["miou"] == pytest.approx(ours.miou, abs=1e-12)
+            k = round(grid.voxel_size / 0.2)
+            fused = upsample_labels(np.where(known, labels, pred.labels), k)
+            target = read_frame_target(seq.voxel_dir, frame, cs)
+            metrics.add(fused, target)
+            view = pred.seen.repeat(k, 0).repeat(k, 1).repeat(k, 2)
+            outside.add(fused, np.where(view, cs.ignore_index, target))
+    ours, ours_outside = metrics.compute(), outside.compute()
+    assert report["fused"]["sc_iou"] == pytest.approx(ours.sc_iou, abs=1e-12)
+    assert report["fused"]["miou"] == pytest.approx(ours.miou, abs=1e-12)
+    reported_outside = report["regions"]["out_of_view"]["fused"]
+    assert reported_outside["voxels_scored"] == ours_outside.n_evaluated
+    assert reported_outside["sc_iou"] == pytest.approx(ours_outside.sc_iou, abs=1e-12)
+    assert reported_outside["miou"] == pytest.approx(ours_outside.miou, abs=1e-12)
 
 
 def test_the_map_knows_scored_voxels_the_frame_cannot_see(root, whole_root, tiny) -> None:
@@ -138,6 +151,23 @@ def test_the_map_knows_scored_voxels_the_frame_cannot_see(root, whole_root, tiny
     scored_only_whole = remembered & (whole != 255) & (view == 255)
     assert scored_only_whole.sum() > 50000
     assert (whole[scored_only_whole] > 0).sum() > 2000  # ground beside the car among them
+
+
+@pytest.mark.parametrize("volume", ["view", "whole"])
+def test_the_regions_split_every_scored_voxel(volume, root, whole_root, tiny) -> None:
+    """In view + out of view = the whole score, count by count; the frame's-view ground truth
+    leaves (almost) nothing outside the view, whole-volume ground truth a large share."""
+    cs = load_class_set()
+    scores = evaluate_fused(StereoInference(load_model(tiny)), whole_root if volume == "whole" else root, ["00"], cs,
+                            progress=False)
+    for variant, total in scores.total.items():
+        inside, outside = (scores.regions[r][variant] for r in ("in_view", "out_of_view"))
+        for name in ("sc_tp", "sc_fp", "sc_fn", "n_evaluated"):
+            assert getattr(inside, name) + getattr(outside, name) == getattr(total, name), (variant, name)
+        for name in ("class_tp", "class_fp", "class_fn"):
+            assert np.array_equal(getattr(inside, name) + getattr(outside, name), getattr(total, name))
+    share = scores.regions["out_of_view"]["single"].n_evaluated / scores.total["single"].n_evaluated
+    assert share < 0.05 if volume == "view" else share > 0.15
 
 
 def test_probs_are_the_softmax_and_default_predictions_are_unchanged(root, tiny) -> None:

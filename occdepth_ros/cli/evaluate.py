@@ -79,7 +79,7 @@ def report_fused(scores, class_set: ClassSet, name: str, data: str, sequences: l
                  json_path: str | None) -> None:
     """--fuse: a table per variant (single frame, fused, fused with drift), a per-sequence
     summary and, if asked, the JSON holding all of them."""
-    from ..eval.fused import SINGLE
+    from ..eval.fused import IN_VIEW, OUT_OF_VIEW, SINGLE
 
     titles = {"single": "single frame", "fused": "fused (temporal map)",
               "fused_drift": "fused with odometry drift (1 % of distance, 0.5 deg per 10 m)"}
@@ -98,6 +98,13 @@ def report_fused(scores, class_set: ClassSet, name: str, data: str, sequences: l
         r = scores.total[v]
         print(f"{titles[v]} - single frame: SC IoU {100 * (r.sc_iou - single.sc_iou):+.2f}, "
               f"mIoU {100 * (r.miou - single.miou):+.2f}")
+    print("\nby region, all sequences: SC IoU / mIoU (%) | " + " | ".join(titles[v] for v in variants))
+    names = {IN_VIEW: "in the frame's view", OUT_OF_VIEW: "outside the frame's view"}
+    for region, res in scores.regions.items():
+        cells = [f"{100 * res[v].sc_iou:.2f} / {100 * res[v].miou:.2f}" if res[v].n_evaluated else "no voxel scored"
+                 for v in variants]
+        share = res[SINGLE].n_evaluated / max(1, single.n_evaluated)
+        print(f"{names[region]} ({100 * share:.1f} % of the scored voxels) | " + " | ".join(cells))
     print(f"fusion (integrate + render) median {scores.fusion_ms_median:.1f} ms per frame")
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +114,9 @@ def report_fused(scores, class_set: ClassSet, name: str, data: str, sequences: l
             **{v: metrics_json(r, class_set) for v, r in scores.total.items()},
             "per_sequence": {seq: {v: metrics_json(r, class_set) for v, r in res.items()}
                              for seq, res in scores.per_sequence.items()},
+            "regions": {region: {v: {**metrics_json(r, class_set), "voxels_scored": r.n_evaluated}
+                                 for v, r in res.items()}
+                        for region, res in scores.regions.items()},
         }, indent=1))
 
 

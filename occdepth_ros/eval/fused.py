@@ -8,6 +8,11 @@ falls back to the frame's own prediction. Poses are KITTI ``poses.txt`` (camera 
 to the grid frame through calib.txt's ``Tr`` (``KittiSequence.grid_poses``), read and checked
 for every sequence before the first model pass; optionally also fused with
 injected odometry drift (``odometry_noise``) to show how the map degrades.
+
+Every score is also split by region: the voxels inside the frame's view (the model's
+``seen`` mask on the benchmark grid) and those outside it. Ground truth that scores the whole
+volume (SemanticKITTI's) values the sides beside the car, which only a map that remembers
+them, or a network that guesses them, gets right.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from .frames import StereoFrameReader
 from .metrics import SSCMetrics, SSCResult
 
 SINGLE, FUSED, FUSED_DRIFT = "single", "fused", "fused_drift"
+IN_VIEW, OUT_OF_VIEW = "in_view", "out_of_view"
 
 
 @dataclass
@@ -40,6 +46,7 @@ class FusedScores:
     frames_scored: int
     frames_fused: int
     fusion_ms: list[float] = field(default_factory=list)  # integrate + render, per fused frame
+    regions: dict[str, dict[str, SSCResult]] = field(default_factory=dict)  # region -> variant -> all sequences
 
     @property
     def fusion_ms_median(self) -> float:
@@ -70,6 +77,11 @@ def draw_picture(picture: Picture, single: np.ndarray, fused: np.ndarray, target
                                             "top-down (forward up)").save(picture.path, optimize=True)
 
 
+def split_by_view(target: np.ndarray, view: np.ndarray, ignore_index: int) -> dict[str, np.ndarray]:
+    """The target scored only inside ``view`` and only outside it (the rest ignored)."""
+    return {IN_VIEW: np.where(view, target, ignore_index), OUT_OF_VIEW: np.where(view, ignore_index, target)}
+
+
 def evaluate_fused(engine: StereoInference, root: str | Path, sequences: list[str], class_set: ClassSet,
                    fusion_cfg: FusionConfig | None = None, odometry_noise: bool = False, noise_seed: int = 0,
                    progress: bool = True, picture: Picture | None = None) -> FusedScores:
@@ -97,6 +109,8 @@ def evaluate_fused(engine: StereoInference, root: str | Path, sequences: list[st
         raise ValueError(f"--picture: frame {picture.frame} of sequence {picture.sequence} is not a labelled frame "
                          "of the sequences scored")
     total = {v: SSCMetrics(class_set.n_classes, class_set.ignore_index) for v in variants}
+    regions = {r: {v: SSCMetrics(class_set.n_classes, class_set.ignore_index) for v in variants}
+               for r in (IN_VIEW, OUT_OF_VIEW)}
     per_seq: dict[str, dict[str, SSCResult]] = {}
     reader = StereoFrameReader()
     timings: list[float] = []
@@ -117,9 +131,12 @@ def evaluate_fused(engine: StereoInference, root: str | Path, sequences: list[st
             is_labelled = frame in labelled
             target = read_frame_target(seq.voxel_dir, frame, class_set) if is_labelled else None
             if is_labelled:
+                parts = split_by_view(target, upsample_labels(pred.seen, k), class_set.ignore_index)
                 single = upsample_labels(pred.labels, k)
                 metrics[SINGLE].add(single, target)
                 total[SINGLE].add(single, target)
+                for region, part in parts.items():
+                    regions[region][SINGLE].add(single, part)
             for variant, fmap in maps.items():
                 start = time.perf_counter()
                 fmap.integrate(pred.probs, pred.seen, poses[variant][i], grid, labels=pred.labels)
@@ -132,6 +149,8 @@ def evaluate_fused(engine: StereoInference, root: str | Path, sequences: list[st
                     up = upsample_labels(fused, k)
                     metrics[variant].add(up, target)
                     total[variant].add(up, target)
+                    for region, part in parts.items():
+                        regions[region][variant].add(up, part)
                     if variant == FUSED and picture is not None and (seq.sequence, frame) == (picture.sequence,
                                                                                              picture.frame):
                         draw_picture(picture, single, up, target, class_set)
@@ -140,4 +159,5 @@ def evaluate_fused(engine: StereoInference, root: str | Path, sequences: list[st
             bar.update()
         per_seq[seq.sequence] = {v: m.compute() for v, m in metrics.items()}
     bar.close()
-    return FusedScores({v: m.compute() for v, m in total.items()}, per_seq, scored, fused_frames, timings)
+    return FusedScores({v: m.compute() for v, m in total.items()}, per_seq, scored, fused_frames, timings,
+                       {r: {v: m.compute() for v, m in by_variant.items()} for r, by_variant in regions.items()})

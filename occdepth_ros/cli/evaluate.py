@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the metrics here")
     p.add_argument("--fuse", action="store_true",
                    help="also score the temporal map: every frame fused with the sequence's poses.txt, scored at the "
-                        "labelled frames beside the single-frame prediction (docs/MODEL_CARD.md, Temporal fusion)")
+                        "labelled frames beside the single-frame prediction, also split into the voxels inside and "
+                        "outside the frame's view (docs/MODEL_CARD.md, Temporal fusion)")
     p.add_argument("--odometry-noise", action="store_true",
                    help="with --fuse: also fuse with injected odometry drift (1%% of distance, 0.5 deg per 10 m)")
     p.add_argument("--noise-seed", type=int, default=0, help="seed of the injected drift's signs")

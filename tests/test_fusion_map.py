@@ -10,6 +10,7 @@ import pytest
 
 from helpers.fusion_scenes import (K, SMALL_GRID, frame_probs, grid_centres_odom, wedge_seen, world_class,
                                    yaw_pose, yaw_pose_any)
+from occdepth_ros.data.semantic_kitti import upsample_labels
 from occdepth_ros.fusion import FusionConfig, RollingSemanticMap
 from occdepth_ros.fusion.rolling_map import EMPTY
 from occdepth_ros.model.config import GridConfig
@@ -246,6 +247,5 @@ def test_a_map_finer_than_the_grid_takes_every_fine_voxel_in_view() -> None:
         seen = wedge_seen(SMALL_GRID)
         m.integrate(probs, seen, T, SMALL_GRID)
         labels, known = m.render(T, fine_grid)
-        up = lambda a: a.repeat(2, 0).repeat(2, 1).repeat(2, 2)  # noqa: E731
-        np.testing.assert_array_equal(known, up(seen))
-        np.testing.assert_array_equal(labels[known], up(probs.argmax(0))[known])
+        np.testing.assert_array_equal(known, upsample_labels(seen, 2))
+        np.testing.assert_array_equal(labels[known], upsample_labels(probs.argmax(0), 2)[known])

@@ -180,8 +180,7 @@ def _lift_outputs(model: onnx.ModelProto, lift: onnx.NodeProto,
     types = {v.name: v for v in [*inferred.value_info, *model.graph.value_info]}
     del probe.graph.output[:]
     probe.graph.output.extend([types[o] for o in lift.output])
-    opts = ort.SessionOptions()
-    sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
     return [dict(zip(lift.output, sess.run(list(lift.output), {k: feed[k] for k in names}))) for feed in feeds]
 
@@ -246,8 +245,8 @@ def _quantize_back(nncf, model: onnx.ModelProto, stitched: onnx.ModelProto,
     del out.graph.node[:]
     out.graph.node.extend([*keep, *qback.graph.node])
     back_used = {i for n in back_nodes for i in n.input}
-    front_inits = [t for t in stitched.graph.initializer if t.name not in back_used or
-                   any(t.name in n.input for n in keep)]
+    keep_used = {i for n in keep for i in n.input}
+    front_inits = [t for t in stitched.graph.initializer if t.name not in back_used or t.name in keep_used]
     have = {t.name for t in front_inits}
     clash = [t.name for t in qback.graph.initializer if t.name in have]
     if len(set(names)) != len(names) or clash:
@@ -323,11 +322,15 @@ def int8_cache_path(float_path: Path, cache: Path, calibration: Calibration | No
     return cache / f"{stem}-{h.hexdigest()[:16]}{INT8_SUFFIX}"
 
 
+def calibration_frames(scope: str | None = None) -> int:
+    """How many training-world frames a scope calibrates on."""
+    return CALIBRATION_FRAMES_3D if (scope or QUANT_SCOPE) == SCOPE_2D_3D else CALIBRATION_FRAMES
+
+
 def default_calibration(cache: Path, frames: int | None = None, scope: str | None = None) -> Calibration:
     """The seeded training-world frames, rendered under ``cache`` when first needed; by
     default as many as the scope calibrates on."""
-    if frames is None:
-        frames = CALIBRATION_FRAMES_3D if (scope or QUANT_SCOPE) == SCOPE_2D_3D else CALIBRATION_FRAMES
+    frames = calibration_frames(scope) if frames is None else frames
     return Calibration(cache / "calibration", CALIBRATION_SEQUENCE, frames, rendered=True)
 
 
@@ -401,7 +404,7 @@ def main(argv: Iterable[str] | None = None) -> int:
 
     ckpt, preset, _ = choose_weights(args.checkpoint, None)
     float_path = cached_onnx(load_model(ckpt, preset=preset), str(ckpt or f"preset {preset}"))
-    frames = args.frames or (CALIBRATION_FRAMES_3D if args.scope == SCOPE_2D_3D else CALIBRATION_FRAMES)
+    frames = args.frames or calibration_frames(args.scope)
     calibration = Calibration(args.calibration_data, CALIBRATION_SEQUENCE, frames) if args.calibration_data \
         else default_calibration(cache_dir("int8"), frames)
     try:

@@ -313,8 +313,7 @@ class RollingSemanticMap:
         self._ev[0, slots], self._ev[1, slots] = ev_a, ev_b
         fused_cls = self._cls[0, slots]
         self._label[slots] = np.where(self._is_occupied(occ, total), fused_cls, EMPTY)
-        flip = flip_h
-        n_flip = int(np.count_nonzero(flip))
+        n_flip = int(np.count_nonzero(flip_h))
         self.flips += n_flip
         return IntegrateStats(updated=int(len(slots)), flips=n_flip, window_shift=shift, cleared_slots=cleared)
 
@@ -343,11 +342,11 @@ class RollingSemanticMap:
         thr = self.cfg.occupied_threshold
         mode = self.cfg.occupancy
         if mode == "probability":
-            return (occ >= np.float32(thr) * total) & (total > 0)
-        logit = np.float32(np.log(thr / (1 - thr)))
-        if mode == "log_odds_mean":
-            return (occ >= logit * total) & (total > 0)
-        return (occ >= logit) & (total > 0)  # log_odds_sum
+            bar = np.float32(thr) * total
+        else:
+            logit = np.float32(np.log(thr / (1 - thr)))
+            bar = logit * total if mode == "log_odds_mean" else logit  # log_odds_sum: the sum itself
+        return (occ >= bar) & (total > 0)
 
     def _top_classes(self, flat_probs: np.ndarray, flat: np.ndarray, labels: np.ndarray | None,
                      p_occ: np.ndarray) -> np.ndarray:

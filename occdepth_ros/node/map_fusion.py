@@ -165,6 +165,3 @@ class MapFuser:
                           dims=(window.dims[0], window.dims[1], k1 - k0), voxel_size=window.voxel_size)
         labels, known = self.map.render(np.eye(4), band)
         return bev_occupancy(labels, band, self.classes, z_min, z_max, seen=known, free_classes=p.free_classes)
-
-    def reset(self) -> None:
-        self.map.reset()

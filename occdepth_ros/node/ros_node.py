@@ -553,16 +553,15 @@ class OccDepthNode(Node):
 
     def _publish_map(self, f: FuseResult) -> None:
         """The map's outputs of a fused frame; a frame that could not be fused is named."""
-        source = self._pose_source()
         if f.status == MISSING:
-            self._warn("odom_missing", f"fuse: no pose for a frame ({f.reason}; {source}): not fused, the "
+            self._warn("odom_missing", f"fuse: no pose for a frame ({f.reason}; {self._pose_source()}): not fused, the "
                        "single-frame outputs go on")
             return
         if f.status == FUSION_FAILED:
             self._warn("fusion_failed", f"fuse: fusing a frame failed ({f.reason}); the single-frame outputs go on")
             return
         if f.reset:
-            self._warn("map_reset", f"fuse: map reset ({f.reset}; {source})")
+            self._warn("map_reset", f"fuse: map reset ({f.reset}; {self._pose_source()})")
         m = f.outputs
         header = make_header(m.stamp_ns, m.frame_id)
         if m.cloud is not None:

@@ -141,7 +141,7 @@ def render_panel(labels: np.ndarray, class_set: ClassSet, image: np.ndarray | No
 def render_bev_row(panels: list[tuple[str, np.ndarray]], class_set: ClassSet, title: str = "",
                    cell: int = 1) -> Image.Image:
     """Bird's-eye views side by side (same grid each), a caption above each, one legend
-    (of the first panel's classes) at the right: e.g. a single frame, the fused map and
+    (of the last panel's classes: the ground truth in that example) at the right: e.g. a single frame, the fused map and
     the ground truth of one frame."""
     font = ImageFont.load_default()
     bevs = [render_bev(labels, class_set, cell=cell) for _, labels in panels]

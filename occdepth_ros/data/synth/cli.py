@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--whole-volume", action="store_true",
                    help="label the whole grid: only buried voxels are invalid, the sides outside the "
                         "cameras' view stay valid (SemanticKITTI's lidar-built ground truth scores them)")
+    p.add_argument("--thin-ground", action="store_true",
+                   help="label only the ground's surface voxels and leave the voxels below it empty "
+                        "(by default they take the surface's label, as SemanticKITTI's voxelizer does)")
     p.add_argument("--workers", type=int, default=1, help="processes rendering frames in parallel")
     return p
 
@@ -57,7 +60,7 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
         voxel_every=args.voxel_every,
         sequences=tuple(args.sequences),
         rig=base.rig.scaled(height, width),
-        grid=replace(base.grid, view_invalid=not args.whole_volume),
+        grid=replace(base.grid, view_invalid=not args.whole_volume, fill_below_ground=not args.thin_ground),
         objects=replace(base.objects, density=args.density),
     )
 

@@ -57,6 +57,10 @@ class GridConfig:
     # buried voxels invalid), as SemanticKITTI's lidar-built ground truth does for the sides
     # of the grid a forward camera cannot see.
     view_invalid: bool = True
+    # The voxels under a ground surface take its label, as SemanticKITTI's voxelizer labels
+    # the voxels occluded beneath a labelled voxel from above; False leaves them empty (a
+    # one-voxel-thick ground).
+    fill_below_ground: bool = True
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,15 @@ Conventions (SemanticKITTI-like):
 
 * labels: a voxel takes the class of a solid that *intersects its cube*
   (exact tests, not centre sampling, so thin poles and sign plates are never
-  lost). Ground slabs only count their top ``voxel_layer`` metres, which gives
-  one layer of road / parking / sidewalk / terrain voxels, as lidar-built
-  SemanticKITTI ground is. Other solids are filled: the synthetic world knows
-  the inside of a car. Where solids share a voxel, ``PAINT_ORDER`` decides
-  (small things and things on the ground win over what they stand on).
+  lost). A ground slab's surface is the voxels meeting its top ``voxel_layer``
+  metres. The voxels below that surface take the label of the first labelled
+  voxel above them in their column (unless ``GridConfig.fill_below_ground`` is
+  off, which leaves them empty): SemanticKITTI's voxelizer (jbehley/voxelizer,
+  ``VoxelGrid::insertOcclusionLabels``) labels every voxel occluded beneath a
+  labelled one from above, so its ground reaches the grid's floor. Other
+  solids are filled: the synthetic world knows the inside of a car. Where
+  solids share a voxel, ``PAINT_ORDER`` decides (small things and things on
+  the ground win over what they stand on).
 * invalid: voxels no camera could ever see: those whose centre is outside
   every camera's image (the official projection: ``u = round(fx X / Z + cx)`` in [0, W),
   v likewise, Z > 0; unless ``GridConfig.view_invalid`` is off, which labels the whole
@@ -28,7 +32,7 @@ Conventions (SemanticKITTI-like):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -86,6 +90,24 @@ def _box_mask(box: Box, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, half: fl
     top = box.center[2] + hz
     bottom = top - box.voxel_layer if box.voxel_layer is not None else box.center[2] - hz
     return m[:, :, None] & _z_overlap(zs, half, bottom, top)[None, None, :]
+
+
+def _below_surface_mask(box: Box, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, half: float) -> np.ndarray:
+    """Voxels of a ground slab's footprint whose cube lies wholly below its labelled surface
+    layer: a sensor above the ground never sees them."""
+    surface_bottom = box.center[2] + box.half[2] - box.voxel_layer
+    footprint = _box_mask(replace(box, voxel_layer=None), xs, ys, zs[:1], half)[:, :, 0]
+    return footprint[:, :, None] & (zs + half <= surface_bottom + _TOUCH)[None, None, :]
+
+
+def fill_from_above(labels: np.ndarray, below: np.ndarray) -> np.ndarray:
+    """Each empty voxel of ``below`` takes the label of the first labelled voxel above it
+    in its column, through empty ``below`` voxels only (the voxelizer's rule for occluded
+    voxels). ``labels`` (X, Y, Z) is filled in place and returned."""
+    for k in range(labels.shape[2] - 2, -1, -1):
+        take = below[:, :, k] & (labels[:, :, k] == 0)
+        labels[:, :, k][take] = labels[:, :, k + 1][take]
+    return labels
 
 
 def _gap(coords: np.ndarray, center: float, half: float) -> np.ndarray:
@@ -161,6 +183,7 @@ def label_voxels(
     axes = VoxelAxes(grid)
     labels = np.zeros(grid.shape, dtype=np.uint8)
     interior = np.zeros(grid.shape, dtype=bool)
+    below = np.zeros(grid.shape, dtype=bool)  # under a ground surface
     wb = axes.world_bounds(ego)
     near = np.flatnonzero(np.all(bounds[:, 0] <= wb[1], axis=1) & np.all(bounds[:, 1] >= wb[0], axis=1))
     rank = {name: i for i, name in enumerate(PAINT_ORDER)}
@@ -175,8 +198,14 @@ def label_voxels(
             continue
         sub = tuple(centers[a][sl[a]] for a in range(3))
         labels[sl][_mask(local, *sub, half)] = class_names.index(local.cls)
-        if not (isinstance(local, Box) and local.voxel_layer is not None):
+        if isinstance(local, Box) and local.voxel_layer is not None:
+            if grid.fill_below_ground:
+                column = (sl[0], sl[1], slice(0, sl[2].stop))
+                below[column] |= _below_surface_mask(local, sub[0], sub[1], centers[2][column[2]], half)
+        else:
             interior[sl] |= _interior_mask(local, *sub, half)
+    if grid.fill_below_ground:
+        fill_from_above(labels, below)
     return labels, interior
 
 

@@ -63,8 +63,9 @@ clean:
 	rm -rf $(VENV) out
 
 default-model: $(STAMP)
-	$(VENV)/bin/occdepth-synth --out $(DATA) --sequences $(TRAIN_SEQS) --frames 80 --seed 1 --voxel-every 1 --workers 2
-	$(VENV)/bin/occdepth-synth --out $(DATA) --sequences 06 --frames 40 --seed 1 --voxel-every 4 --workers 2
+	@# the training and validation worlds carry the labels the default was trained on (--thin-ground)
+	$(VENV)/bin/occdepth-synth --out $(DATA) --sequences $(TRAIN_SEQS) --frames 80 --seed 1 --voxel-every 1 --workers 2 --thin-ground
+	$(VENV)/bin/occdepth-synth --out $(DATA) --sequences 06 --frames 40 --seed 1 --voxel-every 4 --workers 2 --thin-ground
 	$(VENV)/bin/occdepth-synth --out $(DATA) --sequences 08 --frames 100 --seed 1 --voxel-every 5 --workers 2
 	$(VENV)/bin/occdepth-train $(TRAIN_ARGS) --out $(RUNS)/default --export $(RUNS)/default.safetensors
 	$(VENV)/bin/occdepth-train $(TRAIN_ARGS) --fusion mean --out $(RUNS)/mean_fusion --export $(RUNS)/mean_fusion.safetensors

@@ -14,6 +14,7 @@ use of them fails loudly.
 
 from __future__ import annotations
 
+import signal
 import sys
 import types
 from pathlib import Path
@@ -75,6 +76,10 @@ def main(argv: list[str]) -> int:
                                        launch_arguments=parse_launch_arguments(rest))
     service = LaunchService(argv=rest, noninteractive=True)
     service.include_launch_description(LaunchDescription([include]))
+    # Ctrl-C as in a terminal: a shell without job control (a CI script, `make test &`)
+    # starts background jobs with SIGINT ignored, and then Python installs no SIGINT handler;
+    # launch hears signals only through Python's (signal.set_wakeup_fd), so it would never stop.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     return service.run()
 
 

@@ -269,9 +269,10 @@ def test_whole_volume_keeps_the_sides_outside_the_view(dataset, seq, tmp_path):
 
 
 def _ground_ids() -> list[int]:
-    names = load_class_set().names
-    raw_ids = load_class_set().inverse_lut()
-    return [raw_ids[names.index(n)] for n in ("road", "parking", "sidewalk", "terrain")]
+    """Raw label ids of road, parking, sidewalk and terrain (road first)."""
+    classes = load_class_set()
+    raw_ids = classes.inverse_lut()
+    return [raw_ids[classes.names.index(n)] for n in ("road", "parking", "sidewalk", "terrain")]
 
 
 def test_fill_from_above_follows_empty_voxels_below_a_surface():
@@ -285,7 +286,7 @@ def test_fill_from_above_follows_empty_voxels_below_a_surface():
 
 
 @pytest.fixture(scope="module")
-def thin(dataset, tmp_path_factory) -> KittiSequence:
+def thin(tmp_path_factory) -> KittiSequence:
     """The same world written with --thin-ground."""
     return KittiSequence(_write(tmp_path_factory.mktemp("synth_thin"), ["--thin-ground"]), SEQ)
 
@@ -314,7 +315,7 @@ def test_ground_reaches_the_grid_floor(seq, thin):
         added = (surface == 0) & (full > 0)
         assert added.sum() > 0.5 * len(columns)  # the floor under most of the ground
         assert not added[:, :, 5:].any()  # the ground lies within the lowest metre of the grid
-    road = _ground_ids()[0]
+    road = ground[0]
     ahead = full[25, 128]  # x = 5 m straight ahead of the car: road from the floor to the surface
     top = int(np.flatnonzero(ahead == road)[-1])
     assert (ahead[: top + 1] == road).all() and (ahead[top + 1:] == 0).all() and top >= 1

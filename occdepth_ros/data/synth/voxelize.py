@@ -32,7 +32,7 @@ Conventions (SemanticKITTI-like):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -77,27 +77,32 @@ def _z_overlap(zs: np.ndarray, half: float, z0: float, z1: float) -> np.ndarray:
     return (zs - half < z1 - _TOUCH) & (zs + half > z0 + _TOUCH)
 
 
-def _box_mask(box: Box, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, half: float) -> np.ndarray:
-    """Separating-axis test of each voxel square against the turned rectangle, times z."""
+def _box_footprint(box: Box, xs: np.ndarray, ys: np.ndarray, half: float) -> np.ndarray:
+    """Separating-axis test of each voxel square against the turned rectangle, (X, Y)."""
     c, s = np.cos(box.yaw), np.sin(box.yaw)
     ac, as_ = abs(c), abs(s)
-    hx, hy, hz = box.half
+    hx, hy, _ = box.half
     dx = (xs - box.center[0])[:, None]
     dy = (ys - box.center[1])[None, :]
     m = (np.abs(dx) < half + hx * ac + hy * as_ - _TOUCH) & (np.abs(dy) < half + hx * as_ + hy * ac - _TOUCH)
     m &= np.abs(c * dx + s * dy) < hx + half * (ac + as_) - _TOUCH
     m &= np.abs(-s * dx + c * dy) < hy + half * (ac + as_) - _TOUCH
-    top = box.center[2] + hz
-    bottom = top - box.voxel_layer if box.voxel_layer is not None else box.center[2] - hz
-    return m[:, :, None] & _z_overlap(zs, half, bottom, top)[None, None, :]
+    return m
+
+
+def _box_mask(box: Box, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, half: float) -> np.ndarray:
+    """The box's footprint times its z extent (a ground slab: its surface layer only)."""
+    top = box.center[2] + box.half[2]
+    bottom = top - box.voxel_layer if box.voxel_layer is not None else box.center[2] - box.half[2]
+    return _box_footprint(box, xs, ys, half)[:, :, None] & _z_overlap(zs, half, bottom, top)[None, None, :]
 
 
 def _below_surface_mask(box: Box, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, half: float) -> np.ndarray:
     """Voxels of a ground slab's footprint whose cube lies wholly below its labelled surface
     layer: a sensor above the ground never sees them."""
     surface_bottom = box.center[2] + box.half[2] - box.voxel_layer
-    footprint = _box_mask(replace(box, voxel_layer=None), xs, ys, zs[:1], half)[:, :, 0]
-    return footprint[:, :, None] & (zs + half <= surface_bottom + _TOUCH)[None, None, :]
+    below = zs + half <= surface_bottom + _TOUCH
+    return _box_footprint(box, xs, ys, half)[:, :, None] & below[None, None, :]
 
 
 def fill_from_above(labels: np.ndarray, below: np.ndarray) -> np.ndarray:
@@ -198,12 +203,12 @@ def label_voxels(
             continue
         sub = tuple(centers[a][sl[a]] for a in range(3))
         labels[sl][_mask(local, *sub, half)] = class_names.index(local.cls)
-        if isinstance(local, Box) and local.voxel_layer is not None:
-            if grid.fill_below_ground:
-                column = (sl[0], sl[1], slice(0, sl[2].stop))
-                below[column] |= _below_surface_mask(local, sub[0], sub[1], centers[2][column[2]], half)
-        else:
+        is_ground = isinstance(local, Box) and local.voxel_layer is not None
+        if not is_ground:
             interior[sl] |= _interior_mask(local, *sub, half)
+        elif grid.fill_below_ground:  # from the grid's floor up to the surface layer
+            column = (sl[0], sl[1], slice(0, sl[2].stop))
+            below[column] |= _below_surface_mask(local, sub[0], sub[1], centers[2][column[2]], half)
     if grid.fill_below_ground:
         fill_from_above(labels, below)
     return labels, interior

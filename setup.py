@@ -111,6 +111,7 @@ setup(
             "occdepth-synth = occdepth_ros.cli.synth:main",
             "occdepth-train = occdepth_ros.cli.train:main",
             "occdepth-eval = occdepth_ros.cli.evaluate:main",
+            "occdepth-class-prior = occdepth_ros.cli.class_prior:main",
             "occdepth-predict = occdepth_ros.cli.predict:main",
             "occdepth_node = occdepth_ros.cli.node:main",
             "occdepth-kitti2bag = occdepth_ros.cli.kitti2bag:main",

@@ -19,6 +19,7 @@ class ClassSet:
     frequencies: np.ndarray  # (n_classes,) float64 voxel counts
     learning_map: dict[int, int]
     learning_map_inv: dict[int, int]
+    movable: tuple[str, ...] = ()  # classes whose things move (the temporal map's flip rule)
     ignore_index: int = 255
     empty_index: int = 0
 
@@ -34,6 +35,10 @@ class ClassSet:
         """Weights of the cascade head's empty/occupied CE."""
         f = np.array([self.frequencies[0], self.frequencies[1:].sum()])
         return 1.0 / np.log(f + 0.001)
+
+    def movable_mask(self) -> np.ndarray:
+        """(n_classes,) bool: True for the movable classes."""
+        return np.isin(np.array(self.names), self.movable)
 
     def remap_lut(self) -> np.ndarray:
         """Raw label id -> class lookup (uint8; ids beyond the table are the caller's to
@@ -63,6 +68,10 @@ def load_class_set(name: str = "semantic_kitti") -> ClassSet:
     names = tuple(raw["names"])
     if colors.shape != (len(names), 3) or freqs.shape != (len(names),):
         raise ValueError(f"{path}: colors/frequencies do not match {len(names)} names")
+    movable = tuple(raw.get("movable", ()))
+    unknown = sorted(set(movable) - set(names))
+    if unknown:
+        raise ValueError(f"{path}: movable names classes that do not exist: {unknown}")
     return ClassSet(
         name=raw["name"],
         names=names,
@@ -70,6 +79,7 @@ def load_class_set(name: str = "semantic_kitti") -> ClassSet:
         frequencies=freqs,
         learning_map={int(k): int(v) for k, v in raw["learning_map"].items()},
         learning_map_inv={int(k): int(v) for k, v in raw["learning_map_inv"].items()},
+        movable=movable,
         ignore_index=int(raw.get("ignore_index", 255)),
         empty_index=int(raw.get("empty_index", 0)),
     )

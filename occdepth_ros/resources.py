@@ -59,6 +59,13 @@ def default_model_path() -> Path:
     return model_path(DEFAULT_MODEL_FILE)
 
 
+DEFAULT_CLASS_PRIOR_FILE = "default.class_prior.yaml"  # the shipped model's class prior (occdepth-class-prior)
+
+
+def default_class_prior_path() -> Path:
+    return model_path(DEFAULT_CLASS_PRIOR_FILE)
+
+
 CACHE_ENV = "OCCDEPTH_ROS_CACHE"
 
 

@@ -15,6 +15,7 @@ from PIL import Image
 from helpers.tiny_model import save_tiny_model
 
 from occdepth_ros.checkpoint import load_model
+from occdepth_ros.cli.class_prior import main as class_prior_main
 from occdepth_ros.classes import load_class_set
 from occdepth_ros.cli.evaluate import main as eval_main
 from occdepth_ros.data.kitti_odometry import KittiSequence
@@ -24,6 +25,7 @@ from occdepth_ros.eval.frames import StereoFrameReader
 from occdepth_ros.eval.fused import evaluate_fused
 from occdepth_ros.eval.metrics import SSCMetrics
 from occdepth_ros.fusion import FusionConfig, RollingSemanticMap
+from occdepth_ros.fusion.class_prior import load_class_prior
 from occdepth_ros.inference import StereoInference
 
 FRAMES = 5
@@ -54,19 +56,28 @@ def tiny(tmp_path_factory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("tiny_fuse") / "tiny.safetensors", seed=4)
 
 
+@pytest.fixture(scope="module")
+def tiny_prior(root, tiny, tmp_path_factory) -> Path:
+    """The tiny network's class prior, measured by occdepth-class-prior on the world's frames."""
+    out = tmp_path_factory.mktemp("prior") / "tiny.class_prior.yaml"
+    assert class_prior_main(["--data", str(root), "--sequences", "00", "--checkpoint", str(tiny),
+                             "--out", str(out)]) == 0
+    return out
+
+
 def _eval(argv: list[str], capsys) -> tuple[int, str, str]:
     code = eval_main(argv)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
 
-def _drive_map(root: Path, tiny: Path, settings: dict, pass_labels: bool):
+def _drive_map(root: Path, tiny: Path, settings: dict, pass_labels: bool, prior: np.ndarray | None = None):
     """The public pieces, frame by frame, in order: each frame predicted and integrated into
     a fresh map at its pose; yields (sequence, frame, pose, prediction, map, grid) after each."""
     cs = load_class_set()
     engine = StereoInference(load_model(tiny))
     grid = engine.cfg.grid
-    fmap = RollingSemanticMap(FusionConfig.for_grid(grid, **settings), cs.n_classes)
+    fmap = RollingSemanticMap(FusionConfig.for_grid(grid, **settings), cs.n_classes, prior, cs.movable_mask())
     seq = KittiSequence(root, "00")
     reader = StereoFrameReader()
     calib = reader.read(seq, "000000")[2]
@@ -106,14 +117,19 @@ def test_fuse_writes_both_scores_and_the_single_frame_score_is_plain_eval(root, 
         assert img.width > 3 * 256 and img.height >= 256
 
 
-@pytest.mark.parametrize("volume,settings", [("view", {}), ("view", {"decay": 1e-6, "occupied_threshold": 0.6}),
-                                             ("whole", {})])
-def test_fused_score_is_the_temporal_map_driven_frame_by_frame(volume, settings, root, whole_root, tiny, tmp_path,
-                                                               capsys) -> None:
+@pytest.mark.parametrize("volume,settings,with_prior", [
+    ("view", {}, False), ("view", {"decay": 1e-6, "occupied_threshold": 0.6}, False), ("whole", {}, False),
+    ("view", {}, True)])
+def test_fused_score_is_the_temporal_map_driven_frame_by_frame(volume, settings, with_prior, root, whole_root, tiny,
+                                                               tiny_prior, tmp_path, capsys) -> None:
     """Independent of the evaluation loop: the public pieces, frame by frame, in order; the
-    --fusion settings reach the map."""
+    --fusion settings and --class-prior reach the map."""
     root = whole_root if volume == "whole" else root
     flags = [a for name, value in settings.items() for a in ("--fusion", f"{name}={value}")]
+    prior = None
+    if with_prior:
+        flags += ["--class-prior", str(tiny_prior)]
+        prior = load_class_prior(tiny_prior, load_class_set()).probabilities
     code, _, err = _eval(["--data", str(root), "--sequences", "00", "--checkpoint", str(tiny), "--fuse", *flags,
                           "--json", str(tmp_path / "fused.json")], capsys)
     assert code == 0, err
@@ -121,7 +137,7 @@ def test_fused_score_is_the_temporal_map_driven_frame_by_frame(volume, settings,
     cs = load_class_set()
     metrics = SSCMetrics(cs.n_classes, cs.ignore_index)
     outside = SSCMetrics(cs.n_classes, cs.ignore_index)
-    for seq, frame, pose, pred, fmap, grid in _drive_map(root, tiny, settings, pass_labels=False):
+    for seq, frame, pose, pred, fmap, grid in _drive_map(root, tiny, settings, pass_labels=False, prior=prior):
         if frame in seq.labelled_frames():
             labels, known = fmap.render(pose, grid)
             k = round(grid.voxel_size / 0.2)
@@ -136,6 +152,23 @@ def test_fused_score_is_the_temporal_map_driven_frame_by_frame(volume, settings,
     assert reported_outside["voxels_scored"] == ours_outside.n_evaluated
     assert reported_outside["sc_iou"] == pytest.approx(ours_outside.sc_iou, abs=1e-12)
     assert reported_outside["miou"] == pytest.approx(ours_outside.miou, abs=1e-12)
+
+
+def test_class_prior_is_the_mean_distribution_over_the_seen_voxels(root, tiny, tiny_prior) -> None:
+    """occdepth-class-prior's file against a float64 sum over every frame's seen voxels."""
+    cs = load_class_set()
+    engine = StereoInference(load_model(tiny))
+    seq, reader = KittiSequence(root, "00"), StereoFrameReader()
+    total = np.zeros(cs.n_classes)
+    for frame in seq.frame_ids():
+        left, right, calib = reader.read(seq, frame)
+        engine.set_calibration(calib)
+        pred = engine.predict([left, right], with_confidence=False, with_probs=True)
+        for ijk in zip(*np.nonzero(pred.seen)):
+            total += pred.probs[(slice(None), *ijk)].astype(np.float64)
+    prior = load_class_prior(tiny_prior, cs)
+    assert prior.frames == FRAMES and prior.model == "tiny.safetensors"
+    np.testing.assert_allclose(prior.probabilities, total / total.sum(), rtol=1e-5)
 
 
 def test_the_map_knows_scored_voxels_the_frame_cannot_see(root, whole_root, tiny) -> None:
@@ -195,6 +228,8 @@ def test_probs_are_the_softmax_and_default_predictions_are_unchanged(root, tiny)
     (["--fuse", "--fusion", "decay"], "expected NAME=VALUE"),
     (["--fuse", "--fusion", "decay=fast"], "decay: 'fast' is not a float"),
     (["--fuse", "--fusion", "decay=2"], "decay must be in (0, 1]"),
+    (["--class-prior", "none"], "needs --fuse"),
+    (["--fuse", "--class-prior", "missing.yaml"], "class prior not found: missing.yaml"),
 ])
 def test_bad_combinations_are_refused(root, tiny, capsys, extra, message) -> None:
     argv = ["--data", str(root), "--sequences", "00", *extra]

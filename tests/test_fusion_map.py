@@ -1,5 +1,6 @@
 """The rolling semantic map: recovery of a static scene, round trips at voxel centres,
-bounded memory under window motion and decay, the flip rule for moving objects.
+bounded memory under window motion and decay, the flip rule for moving objects, the class
+choice against the network's class prior.
 
 References are independent: float64 slow loops over voxels and hand-computed evidence."""
 
@@ -194,6 +195,84 @@ def test_flip_rule_for_moving_objects(flip_keep: float, confidence: float, expec
     assert stats.flips == m.flips == (expect_flips if confidence >= 0.9 else 0)
 
 
+@pytest.mark.parametrize("movable, expect_flips", [((1,), 1), ((4,), 1), ((1, 4), 1), ((), 0), ((2, 3), 0)])
+def test_only_a_movable_class_flips(movable: tuple[int, ...], expect_flips: int) -> None:
+    """Class 1 held, then class 4 seen confidently: a flip where either class can move."""
+    seen = np.zeros(SMALL_GRID.dims, dtype=bool)
+    seen[3, 3, 1] = True
+    mask = np.isin(np.arange(K), movable)
+    m = RollingSemanticMap(small_cfg(flip_keep=0.0, flip_confidence=0.9, decay=1.0), K, movable=mask)
+    for _ in range(5):
+        m.integrate(_one_voxel_frame(1, 0.9), seen, np.eye(4), SMALL_GRID)
+    m.integrate(_one_voxel_frame(4, 0.95), seen, np.eye(4), SMALL_GRID)
+    assert m.flips == expect_flips
+    assert m.render(np.eye(4), SMALL_GRID)[0][3, 3, 1] == (4 if expect_flips else 1)
+
+
+@pytest.mark.parametrize("prior_2, expect", [(None, 1), (0.1, 2), (0.3, 1)])
+def test_class_choice_divides_the_summed_evidence_by_the_prior(prior_2: float | None, expect: int) -> None:
+    """Three frames of one voxel, each P(class 1) 0.6, P(class 2) 0.3: the sums keep that
+    ratio, so class 1 wins alone; with a prior of 0.4 for class 1, class 2 wins where its
+    prior is below 0.2 (0.3 / 0.1 > 0.6 / 0.4) and loses above (0.3 / 0.3 < 1.5)."""
+    seen = np.zeros(SMALL_GRID.dims, dtype=bool)
+    seen[2, 5, 3] = True
+    probs = np.zeros((K, *SMALL_GRID.dims), np.float32)
+    probs[0], probs[1], probs[2] = 0.1, 0.6, 0.3
+    prior = None
+    if prior_2 is not None:
+        prior = np.array([0.5 - prior_2, 0.4, prior_2, 0.05, 0.025, 0.025])
+    m = RollingSemanticMap(small_cfg(), K, class_prior=prior)
+    for _ in range(3):
+        m.integrate(probs, seen, np.eye(4), SMALL_GRID)
+    assert m.render(np.eye(4), SMALL_GRID)[0][2, 5, 3] == expect
+
+
+def test_class_evidence_and_choice_match_a_float64_reference() -> None:
+    """Random frames at one pose, each seeing a random part of the grid (one grid voxel per
+    map voxel): every label equals a float64 loop over voxels and frames. Occupancy: the
+    decayed, range-weighted mean of P(occupied) against the threshold; class: decayed sums of
+    w * P(class) over the frames where the voxel may be occupied, divided by the prior."""
+    rng = np.random.default_rng(11)
+    cfg = small_cfg(decay=0.8, class_decay=0.95, max_weight=1e9, flip_keep=1.0)
+    prior = np.array([0.7, 0.02, 0.1, 0.08, 0.05, 0.05])
+    m = RollingSemanticMap(cfg, K, class_prior=prior)
+    dims = SMALL_GRID.dims
+    frames = []
+    for _ in range(7):
+        alpha = np.array([2.5, 0.5, 0.5, 0.5, 0.5, 0.5])  # about half the voxels most likely empty
+        probs = rng.dirichlet(alpha, size=dims).astype(np.float32).transpose(3, 0, 1, 2).copy()
+        seen = rng.random(dims) < 0.6
+        m.integrate(probs, seen, np.eye(4), SMALL_GRID)
+        frames.append((probs.astype(np.float64), seen))
+    labels, known = m.render(np.eye(4), SMALL_GRID)
+    centres = grid_centres_odom(SMALL_GRID, np.eye(4))
+    checked = {0: 0, 1: 0, "prior decides": 0}
+    for ijk in np.ndindex(*dims):
+        r = float(np.linalg.norm(centres[ijk]))
+        w = 1.0 / (1.0 + (r / cfg.range_falloff_m) ** cfg.range_power)
+        occ = total = 0.0
+        evidence = np.zeros(K - 1)
+        last = last_class = None
+        for t, (probs, seen) in enumerate(frames):
+            if not seen[ijk]:
+                continue
+            q = probs[(slice(None), *ijk)]
+            fade = 0.0 if last is None else cfg.decay ** (t - last)
+            occ, total, last = occ * fade + w * (1 - q[0]), total * fade + w, t
+            if q.argmax() != 0 or 1 - q[0] >= cfg.class_min_occupied:
+                class_fade = 0.0 if last_class is None else cfg.class_decay ** (t - last_class)
+                evidence, last_class = evidence * class_fade + w * q[1:], t
+        assert known[ijk] == (last is not None)
+        if last is None:
+            continue
+        occupied = occ >= cfg.occupied_threshold * total and last_class is not None
+        expect = int(np.argmax(evidence / prior[1:])) + 1 if occupied else EMPTY
+        assert labels[ijk] == expect, ijk
+        checked[int(occupied)] += 1
+        checked["prior decides"] += occupied and expect != int(np.argmax(evidence)) + 1
+    assert min(checked.values()) > 50, checked  # each outcome, many times
+
+
 def test_reset_forgets_and_counts() -> None:
     m = RollingSemanticMap(small_cfg(), K)
     seen = np.ones(SMALL_GRID.dims, dtype=bool)
@@ -220,6 +299,13 @@ def test_bad_input_is_refused_with_a_clear_error() -> None:
         FusionConfig(decay=0.0)
     with pytest.raises(ValueError, match="occupancy must be one of"):
         FusionConfig(occupancy="max")
+    with pytest.raises(ValueError, match="class_decay must be in"):
+        FusionConfig(class_decay=1.0)
+    for prior in ([0.5] * (K - 1), [0.5, 0.0, 0.1, 0.1, 0.1, 0.2], [np.nan] * K):
+        with pytest.raises(ValueError, match=f"class_prior must hold {K} positive finite numbers"):
+            RollingSemanticMap(small_cfg(), K, class_prior=np.array(prior))
+    with pytest.raises(ValueError, match="movable must be a bool mask"):
+        RollingSemanticMap(small_cfg(), K, movable=np.ones(K - 1, bool))
 
 
 def test_labels_argument_gives_the_same_map_as_the_slow_path() -> None:

@@ -19,11 +19,13 @@ from helpers.dds import domain_id
 from helpers.node_harness import TEST_DEFAULTS, TIMEOUT_S, Harness, image_msg, small_sequence
 from occdepth_ros.data.images import read_rgb
 from occdepth_ros.fusion import RollingSemanticMap
+from occdepth_ros.fusion.class_prior import load_class_prior
 from occdepth_ros.geometry.calib import fit_calibration
 from occdepth_ros.geometry.poses import grid_poses_from_camera_poses
 from occdepth_ros.node.frames import rotation_to_quaternion
 from occdepth_ros.node.stereo_sync import stamp_to_ns
 from occdepth_ros.node.voxel_outputs import OCC_OCCUPIED
+from occdepth_ros.resources import default_class_prior_path
 from occdepth_ros.tools.kitti2bag import ConvertOptions, convert
 from occdepth_ros.tools.node_on_bag import NodeOnBag
 
@@ -73,7 +75,8 @@ def replay(tmp_path_factory):
     result = convert(ConvertOptions(kitti=root, sequence="00", out=bag, start_time_ns=START_NS), progress=False)
     assert result.odometry.startswith("odometry from poses.txt")
     overrides = {**TEST_DEFAULTS, "calib_file": str(seq.path / "calib.txt"), "fuse": True,
-                 "marker_max_rate_hz": 100.0, "marker_max_voxels": 10_000_000}
+                 "marker_max_rate_hz": 100.0, "marker_max_voxels": 10_000_000,
+                 "map_class_prior": str(default_class_prior_path())}  # a prior file named, as for other weights
     with NodeOnBag(bag, overrides, TOPICS, domain_id("node_fusion_bag")) as session:
         session.play(rate=RATE)
         for key in ("cloud", "grid", "map_cloud", "map_grid"):
@@ -86,7 +89,10 @@ def test_the_map_from_a_replayed_bag_is_the_offline_fusion_of_the_same_frames(re
     frames = seq.frame_ids()[:FRAMES]
     calib = seq.calib()
     poses = grid_poses_from_camera_poses(seq.poses()[:FRAMES], np.vstack([calib["Tr"], [0, 0, 0, 1]]))
-    offline = RollingSemanticMap(node.fuser.cfg, node.classes.n_classes)
+    assert node.fuser.class_prior is not None
+    offline = RollingSemanticMap(node.fuser.cfg, node.classes.n_classes,
+                                 load_class_prior(default_class_prior_path(), node.classes).probabilities,
+                                 node.classes.movable_mask())
     grid = node.processor.engine.cfg.grid
     for frame, T in zip(frames, poses):
         pred = frame_probs(node, seq, frame)
@@ -188,6 +194,9 @@ def test_without_odometry_the_frame_outputs_go_on_and_the_node_says_why(fed, cap
     values = {kv.key: kv.value for kv in diag[-1].values}
     assert int(values["fuse_frames_unfused"]) >= 1 and values["odom_received"] == "0"
     assert values["fuse_frames_fused"] == "0" and values["last_odom_missing"] == "no odometry received yet"
+    # an untrained preset is not the shipped model: no class prior, and the node says so
+    assert values["fuse_class_prior"].startswith("class prior: none (the model is not the shipped default")
+    assert h.node.fuser.class_prior is None
     err = capfd.readouterr().err
     assert "no pose for a frame (no odometry received yet; odometry topic /odom)" in err
 
@@ -205,7 +214,8 @@ def test_an_odometry_jump_resets_the_map(fed) -> None:
         h.wait_for("map_cloud", start + i + 1)
     fuser = h.node.fuser
     assert fuser.buffer.counters.jumps == 1 and fuser.map.resets == 1
-    after = RollingSemanticMap(fuser.cfg, h.node.classes.n_classes)  # only the frame after the jump
+    after = RollingSemanticMap(fuser.cfg, h.node.classes.n_classes, fuser.class_prior,
+                               h.node.classes.movable_mask())  # only the frame after the jump
     pred = frame_probs(h.node, seq, frames[2])
     after.integrate(pred.probs, pred.seen, poses[2], h.node.processor.engine.cfg.grid, labels=pred.labels)
     published = cloud_points(h.messages("map_cloud")[-1])

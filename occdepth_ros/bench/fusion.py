@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from ..classes import load_class_set
 from ..fusion import FusionConfig, RollingSemanticMap
+from ..fusion.class_prior import AUTO, resolve_class_prior
 from ..geometry.calib import shipped_kitti_calibration
 from ..inference.pipeline import output_seen_mask
 from ..model.config import load_preset
@@ -64,7 +66,10 @@ def bench_fusion(warmup: int, iters: int, budget_s: float | None, preset: str = 
     seen = output_seen_mask(lookup, grid)
     rng = np.random.default_rng(0)
     frames = [synthetic_probs(grid.dims, cfg.n_classes, rng) for _ in range(FUSION_FRAMES)]
-    fmap = RollingSemanticMap(FusionConfig.for_grid(grid), cfg.n_classes)
+    classes = load_class_set(cfg.class_set)
+    prior, _ = resolve_class_prior(AUTO, True, classes)  # the shipped model's, as the node runs it
+    fmap = RollingSemanticMap(FusionConfig.for_grid(grid), cfg.n_classes, None if prior is None else prior.probabilities,
+                              classes.movable_mask())
     state = {"i": 0, "pose": np.eye(4)}
     c, sn = np.cos(0.002), np.sin(0.002)
     step = np.array([[c, -sn, 0, FUSION_STEP_M], [sn, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])

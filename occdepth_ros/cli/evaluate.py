@@ -18,6 +18,7 @@ from ..eval.evaluate import (evaluate, labelled_frames, model_predictor, predict
                              sequence_name, sgbm_predictor)
 from ..eval.metrics import SSCResult, format_table
 from ..fusion import FusionConfig
+from ..fusion.class_prior import AUTO, resolve_class_prior
 from ..inference import StereoInference
 from ..model.config import ConfigError
 from ..resources import default_model_path
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fusion", action="append", default=[], metavar="NAME=VALUE",
                    help="with --fuse: a FusionConfig setting other than its default (repeatable), e.g. "
                         "--fusion decay=1e-6 (a map without memory)")
+    p.add_argument("--class-prior", metavar="YAML",
+                   help="with --fuse: the network's class prior (occdepth-class-prior), or 'none'; default: the "
+                        "shipped model's when the shipped model runs, else none")
     return p
 
 
@@ -133,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--fuse fuses the model's class probabilities; --predictions and --baseline have none")
         if args.picture and not args.fuse:
             raise ValueError("--picture draws the fused map beside the single frame; it needs --fuse")
+        if args.class_prior is not None and not args.fuse:
+            raise ValueError("--class-prior weighs the temporal map's class evidence; it needs --fuse")
         if args.fusion and not args.fuse:
             raise ValueError("--fusion sets the temporal map's parameters; it needs --fuse")
         fusion_overrides = FusionConfig.parse_overrides(args.fusion)
@@ -176,9 +182,15 @@ def main(argv: list[str] | None = None) -> int:
                         seq_name, frame = where.split("/")
                         picture = Picture(sequence_name(seq_name), frame.zfill(6), Path(png))
                     fusion_cfg = FusionConfig.for_grid(engine.cfg.grid, **fusion_overrides)
+                    runs_default = not untrained and checkpoint is not None and Path(checkpoint).resolve() == \
+                        default_model_path().resolve()
+                    prior, prior_line = resolve_class_prior(args.class_prior or AUTO, runs_default, class_set)
+                    print(prior_line, file=sys.stderr)
+                    name += f"; {prior_line}"
                     scores = evaluate_fused(engine, args.data, sequences, class_set, fusion_cfg=fusion_cfg,
                                             odometry_noise=args.odometry_noise, noise_seed=args.noise_seed,
-                                            picture=picture)
+                                            picture=picture,
+                                            class_prior=None if prior is None else prior.probabilities)
                     report_fused(scores, class_set, name, args.data, sequences, args.json)
                     return 0
                 predict = model_predictor(engine)

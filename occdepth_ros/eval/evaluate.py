@@ -78,6 +78,17 @@ def labelled_frames(root: str | Path, sequences: list[str], frame_stride: int = 
     return jobs
 
 
+def predict_with_probs(engine: StereoInference, reader: StereoFrameReader, seq: KittiSequence, frame: str):
+    """One frame's ``Prediction`` with the softmax of every class (``probs``) and its
+    ``seen`` mask; a bad frame is a FrameError naming it."""
+    try:
+        left, right, calib = reader.read(seq, frame)
+        engine.set_calibration(calib)
+        return engine.predict([left, right], with_confidence=False, with_probs=True)
+    except ValueError as exc:
+        raise FrameError(f"sequence {seq.sequence} frame {frame}: {exc}") from exc
+
+
 def score_frames(jobs: list[Frame], predict: FramePredictor, class_set: ClassSet, progress: bool = True,
                  desc: str = "evaluate") -> SSCResult:
     """Accumulated metrics of ``predict`` over ``jobs``: the one scoring loop."""

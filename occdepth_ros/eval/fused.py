@@ -29,7 +29,7 @@ from ..data.kitti_odometry import KittiSequence
 from ..data.semantic_kitti import read_frame_target, semantic_kitti_factor, upsample_labels
 from ..fusion import FusionConfig, RollingSemanticMap, drifted_poses
 from ..inference import StereoInference
-from .evaluate import FrameError, sequence_name
+from .evaluate import predict_with_probs, sequence_name
 from .frames import StereoFrameReader
 from .metrics import SSCMetrics, SSCResult
 
@@ -84,9 +84,11 @@ def split_by_view(target: np.ndarray, view: np.ndarray, ignore_index: int) -> di
 
 def evaluate_fused(engine: StereoInference, root: str | Path, sequences: list[str], class_set: ClassSet,
                    fusion_cfg: FusionConfig | None = None, odometry_noise: bool = False, noise_seed: int = 0,
-                   progress: bool = True, picture: Picture | None = None) -> FusedScores:
+                   progress: bool = True, picture: Picture | None = None,
+                   class_prior: np.ndarray | None = None) -> FusedScores:
     """See the module docstring. ``fusion_cfg`` defaults to ``FusionConfig.for_grid`` of the
-    model's grid. ``picture``: a labelled frame to draw (single, fused, ground truth)."""
+    model's grid. ``picture``: a labelled frame to draw (single, fused, ground truth).
+    ``class_prior``: the network's (``occdepth_ros.fusion.class_prior``), or None."""
     grid = engine.cfg.grid
     k = semantic_kitti_factor(grid.origin, grid.extent, grid.voxel_size)  # raises, naming the grid
     cfg = fusion_cfg or FusionConfig.for_grid(grid)
@@ -119,15 +121,11 @@ def evaluate_fused(engine: StereoInference, root: str | Path, sequences: list[st
                disable=not progress)
     for seq, frames, labelled, poses in plans:
         metrics = {v: SSCMetrics(class_set.n_classes, class_set.ignore_index) for v in variants}
-        maps = {v: RollingSemanticMap(cfg, class_set.n_classes) for v in variants if v != SINGLE}
+        maps = {v: RollingSemanticMap(cfg, class_set.n_classes, class_prior, class_set.movable_mask())
+                for v in variants if v != SINGLE}
         for i, frame in enumerate(frames):
             bar.set_postfix_str(f"{seq.sequence}/{frame}", refresh=False)
-            try:
-                left, right, calib = reader.read(seq, frame)
-                engine.set_calibration(calib)
-                pred = engine.predict([left, right], with_confidence=False, with_probs=True)
-            except ValueError as exc:
-                raise FrameError(f"sequence {seq.sequence} frame {frame}: {exc}") from exc
+            pred = predict_with_probs(engine, reader, seq, frame)
             is_labelled = frame in labelled
             target = read_frame_target(seq.voxel_dir, frame, class_set) if is_labelled else None
             if is_labelled:

@@ -19,10 +19,10 @@ class FusionConfig:
     """How the map is laid out and how evidence is weighed. The defaults were chosen on the
     training world 00 only (docs/MODEL_CARD.md, Temporal fusion).
 
-    Evidence: each observation adds ``weight * p`` to a voxel's per-class sums (``p`` the
-    softmax probabilities, empty class included) and ``weight`` to its total; the fused
-    class distribution is sums / total. ``weight`` falls with the voxel's range from the
-    sensor at observation time, so near views count more than far ones.
+    Evidence: each observation adds ``weight * P(occupied)`` to a voxel's occupancy sum and
+    ``weight`` to its total, and ``weight * p`` to its per-class sums (``p`` the softmax
+    probabilities of the occupied classes). ``weight`` falls with the voxel's range from
+    the sensor at observation time, so near views count more than far ones.
     """
 
     voxel_size: float = 0.4  # m
@@ -36,7 +36,11 @@ class FusionConfig:
     # Forgetting: a voxel's evidence is multiplied by decay ** (frames since its last
     # update) before new evidence is added (applied lazily, only to voxels in view).
     decay: float = 0.9
-    # The total weight of a voxel is capped: older evidence is scaled down so the map
+    # Class evidence fades more slowly: a voxel's class is told by many views, while its
+    # occupancy must follow what the latest views see. Below 1, so the sums stay bounded
+    # (at most 1 / (1 - class_decay) per class).
+    class_decay: float = 0.98
+    # The occupancy weight of a voxel is capped: older evidence is scaled down so the map
     # keeps adapting however long a voxel has been watched.
     max_weight: float = 8.0
     # Occupancy evidence: "probability" sums w * P(occupied) and compares the weighted
@@ -67,6 +71,8 @@ class FusionConfig:
             raise ValueError(f"height band [{self.z_min_m}, {self.z_max_m}] is thinner than a voxel")
         if not 0.0 < self.decay <= 1.0:
             raise ValueError(f"decay must be in (0, 1], got {self.decay}")
+        if not 0.0 < self.class_decay < 1.0:
+            raise ValueError(f"class_decay must be in (0, 1), got {self.class_decay}")
         if not 0.0 <= self.flip_keep <= 1.0:
             raise ValueError(f"flip_keep must be in [0, 1], got {self.flip_keep}")
         for name in ("max_weight", "range_falloff_m", "range_power", "free_weight", "log_odds_clamp"):

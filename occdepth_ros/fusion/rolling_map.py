@@ -11,14 +11,18 @@ sensor when observed, ``FusionConfig.range_falloff_m``):
 
 * occupancy: ``sum w * P(occupied)`` over ``sum w`` (``P(occupied) = 1 - P(empty)``, the
   network's own probability, so voxels predicted empty add free-space evidence);
-* class: ``sum w * P(class)`` for the two classes with the most evidence (heavy-hitter
-  summary: a class observed anew replaces the weaker one when its evidence is larger).
-  Only a voxel's most likely occupied class enters, with its probability.
+* class: ``sum w * P(class)`` for every occupied class, added by the voxels
+  that may be occupied (``FusionConfig.class_min_occupied``).
 
 Fused: occupied when the occupancy fraction reaches ``occupied_threshold``, then the class
-with the most evidence. Old evidence fades by ``decay`` per frame, applied lazily when a
-voxel is next observed, and is scaled down to ``max_weight`` in total, so a per-frame update
-costs O(voxels in view) and the map keeps adapting. Moving objects: see ``FusionConfig``.
+whose evidence divided by the network's class prior is largest (``class_prior``: the mean
+class distribution the network predicts on its training data). A network's probabilities
+carry its training prior in every frame; dividing it out once lets a rare class that frames
+agree on win over a common class that each frame leans to. Without a prior the class with
+the most evidence wins. Old evidence fades by ``decay`` (class evidence by ``class_decay``)
+per frame, applied lazily when a voxel is next observed, and occupancy is scaled down to
+``max_weight`` in total, so a per-frame update costs O(voxels in view) and the map keeps
+adapting. Moving objects: see ``FusionConfig``.
 
 A frame enters by pushing each seen grid voxel to the map voxel that contains its centre
 (nearest); rendering pulls each grid voxel centre from the map voxel that contains it.
@@ -57,36 +61,59 @@ class _GridView:
     weight: np.ndarray  # (n,) float32 observation weight from range
 
 
+def class_scale(prior: np.ndarray | None, num_classes: int) -> np.ndarray:
+    """(num_classes - 1,) float32 weights of the occupied classes' evidence: 1 / prior
+    (scaled to a largest weight of 1), or all ones without a prior."""
+    if prior is None:
+        return np.ones(num_classes - 1, dtype=np.float32)
+    prior = np.asarray(prior, dtype=np.float64)
+    if prior.shape != (num_classes,) or not np.all(np.isfinite(prior)) or np.any(prior <= 0):
+        raise ValueError(f"class_prior must hold {num_classes} positive finite numbers, got {prior.tolist()}")
+    scale = prior[1:].min() / prior[1:]
+    return scale.astype(np.float32)
+
+
 def _grid_axes(grid) -> tuple[np.ndarray, tuple[int, int, int], float]:
     return np.asarray(grid.origin, dtype=np.float64), tuple(int(d) for d in grid.dims), float(grid.voxel_size)
 
 
 class RollingSemanticMap:
-    """See the module docstring. ``num_classes`` includes the empty class (index 0)."""
+    """See the module docstring. ``num_classes`` includes the empty class (index 0);
+    ``class_prior`` (num_classes,) the network's mean class distribution, or None;
+    ``movable`` (num_classes,) bool, the classes that may flip (None: every class)."""
 
-    def __init__(self, cfg: FusionConfig, num_classes: int) -> None:
+    def __init__(self, cfg: FusionConfig, num_classes: int, class_prior: np.ndarray | None = None,
+                 movable: np.ndarray | None = None) -> None:
         if not 2 <= num_classes <= 255:
             raise ValueError(f"num_classes must be in [2, 255] (empty and at least one class), got {num_classes}")
         self.cfg = cfg
         self.num_classes = int(num_classes)
+        self.class_scale = class_scale(class_prior, self.num_classes)
+        if movable is None:
+            movable = np.ones(self.num_classes, dtype=bool)
+        self.movable = np.asarray(movable, dtype=bool)
+        if self.movable.shape != (self.num_classes,):
+            raise ValueError(f"movable must be a bool mask of {self.num_classes} classes, got shape {self.movable.shape}")
         self.dims = cfg.dims
         n = int(np.prod(self.dims))
         self._occ = np.zeros(n, dtype=np.float32)  # sum w * P(occupied)
         self._total = np.zeros(n, dtype=np.float32)  # sum w (0 = never observed)
-        self._cls = np.zeros((2, n), dtype=np.uint8)  # the two classes with the most evidence
-        self._ev = np.zeros((2, n), dtype=np.float32)  # their sum w * P(class); ev[0] >= ev[1]
+        self._cev = np.empty((n, self.num_classes - 1), dtype=np.float32)  # sum w * P(class), occupied classes
+        self._cev.fill(0)  # written now: the window's first pass would otherwise fault its pages in, frame by frame
+        self._best = np.zeros(n, dtype=np.uint8)  # argmax of class_scale * _cev (+1); 0 = no class evidence
         self._stamp = np.zeros(n, dtype=np.int32)  # frame of the last update (lazy decay)
+        self._class_stamp = np.zeros(n, dtype=np.int32)  # frame of the last class evidence
         self._label = np.zeros(n, dtype=np.uint8)  # fused class, kept current for rendering
         self.origin: np.ndarray | None = None  # window corner, odometry voxel index (int64, 3)
         self.frame = 0
         self.flips = 0
         self.resets = 0
         self._view: _GridView | None = None
-        self._fade_table: np.ndarray | None = None
+        self._fade_tables: dict[float, np.ndarray] = {}
 
     # -- bookkeeping -----------------------------------------------------------
     def _arrays(self) -> tuple[np.ndarray, ...]:
-        return (self._occ, self._total, self._cls, self._ev, self._stamp, self._label)
+        return (self._occ, self._total, self._cev, self._best, self._stamp, self._class_stamp, self._label)
 
     def reset(self) -> None:
         """Forget everything (a pose jump); counted in ``resets``."""
@@ -132,10 +159,9 @@ class RollingSemanticMap:
             else:  # odometry indices origin + n + s .. origin + n - 1 leave
                 leaving = np.arange(self.origin[axis] + n + s, self.origin[axis] + n) % n
             for arr in self._arrays():
-                lead = arr.shape[:-1]  # (2,) for the class arrays
-                view = arr.reshape(*lead, *self.dims)
+                view = arr.reshape(*self.dims, *arr.shape[1:])  # (classes,) after the voxel axes: class evidence
                 sl = [slice(None)] * view.ndim
-                sl[len(lead) + axis] = leaving
+                sl[axis] = leaving
                 view[tuple(sl)] = 0
             cleared += len(leaving) * int(np.prod(self.dims)) // n
         self.origin = new_origin.copy()
@@ -264,66 +290,56 @@ class RollingSemanticMap:
 
         flat_probs = probs.reshape(self.num_classes, -1)
         p_occ = (1.0 - flat_probs[EMPTY][flat]).astype(np.float32)
-        cls = self._top_classes(flat_probs, flat, labels, p_occ)
-        # Class evidence comes from the few voxels with an occupied class (most are free space).
-        has = np.flatnonzero(cls != EMPTY)
-        cls_h = cls[has]
-        p_cls = flat_probs[cls_h, flat[has]].astype(np.float32)
+        # Class evidence comes from the few voxels that may be occupied (most are free space).
+        has = self._class_voxels(flat_probs, flat, labels, p_occ)
+        p_cls = np.take(flat_probs, flat[has], axis=1)[1:].T.astype(np.float32)  # (voxels, K - 1)
+        top = (p_cls * self.class_scale).argmax(1)  # the frame's class, weighed as the map weighs
+        p_top = p_cls[np.arange(len(has)), top]
         if cfg.free_weight != 1.0:
             w = np.where(p_occ < 0.5, w * np.float32(cfg.free_weight), w)
 
         occ, total, stamp = self._occ[slots], self._total[slots], self._stamp[slots]
-        fade = self._fade(self.frame - stamp)
-        ev_a, ev_b = self._ev[0, slots], self._ev[1, slots]
+        fade = self._fade(self.frame - stamp, cfg.decay)
         slots_h = slots[has]
-        cls_a, cls_b = self._cls[0, slots_h], self._cls[1, slots_h]
-        # Moving objects: a confident occupied class that differs from the fused one.
-        flip_h = (self._label[slots_h] != EMPTY) & (cls_h != cls_a) & (p_cls >= cfg.flip_confidence)
+        class_fade = self._fade(self.frame - self._class_stamp[slots_h], cfg.class_decay)
+        # Moving objects: a confident occupied class that differs from the fused one, where
+        # either is a class whose things move.
+        best_h = self._best[slots_h]
+        flip_h = ((self._label[slots_h] != EMPTY) & (top + 1 != best_h) & (p_top >= cfg.flip_confidence)
+                  & (self.movable[top + 1] | self.movable[best_h]))
         fade[has[flip_h]] *= np.float32(cfg.flip_keep)
+        class_fade[flip_h] *= np.float32(cfg.flip_keep)
         occ *= fade
         occ += w * self._occupancy_evidence(p_occ)
         total *= fade
         total += w
-        ev_a *= fade
-        ev_b *= fade
-        # Heavy hitters: add to a held class, or replace the weaker one when stronger. The
-        # order ev_a >= ev_b survives fading and the cap (both scale alike), so only the
-        # voxels with new class evidence can need a swap.
-        e = w[has] * p_cls
-        ea, eb = ev_a[has], ev_b[has]
-        is_a, is_b = cls_h == cls_a, cls_h == cls_b
-        ea += np.where(is_a, e, 0.0).astype(np.float32)
-        eb += np.where(is_b, e, 0.0).astype(np.float32)
-        new = ~is_a & ~is_b & (e > eb)
-        cls_b = np.where(new, cls_h, cls_b)
-        eb = np.where(new, e, eb)
-        swap = eb > ea
-        cls_a, cls_b = np.where(swap, cls_b, cls_a), np.where(swap, cls_a, cls_b)
-        ev_a[has], ev_b[has] = np.where(swap, eb, ea), np.where(swap, ea, eb)
         over = total > cfg.max_weight
         if over.any():
-            s = np.float32(cfg.max_weight) / total[over]
-            occ[over] *= s
-            ev_a[over] *= s
-            ev_b[over] *= s
+            occ[over] *= np.float32(cfg.max_weight) / total[over]
             total[over] = cfg.max_weight
+        evidence = self._cev[slots_h]
+        evidence *= class_fade[:, None]
+        p_cls *= w[has][:, None]
+        evidence += p_cls
+        self._cev[slots_h] = evidence
+        evidence *= self.class_scale
+        self._best[slots_h] = evidence.argmax(1) + 1
+        self._class_stamp[slots_h] = self.frame
 
         self._occ[slots], self._total[slots], self._stamp[slots] = occ, total, self.frame
-        self._cls[0, slots_h], self._cls[1, slots_h] = cls_a, cls_b
-        self._ev[0, slots], self._ev[1, slots] = ev_a, ev_b
-        fused_cls = self._cls[0, slots]
-        self._label[slots] = np.where(self._is_occupied(occ, total), fused_cls, EMPTY)
+        self._label[slots] = np.where(self._is_occupied(occ, total), self._best[slots], EMPTY)
         n_flip = int(np.count_nonzero(flip_h))
         self.flips += n_flip
         return IntegrateStats(updated=int(len(slots)), flips=n_flip, window_shift=shift, cleared_slots=cleared)
 
-    def _fade(self, age: np.ndarray) -> np.ndarray:
+    def _fade(self, age: np.ndarray, decay: float) -> np.ndarray:
         """decay ** age (float32) for frames since the last update: a table for the usual
         small ages, the power itself beyond (the same float32 values either way)."""
-        d = np.float32(self.cfg.decay)
-        if self._fade_table is None:
-            self._fade_table = d ** np.arange(FADE_TABLE, dtype=np.float32)
-        fade = self._fade_table.take(np.minimum(age, FADE_TABLE - 1))
+        d = np.float32(decay)
+        table = self._fade_tables.get(decay)
+        if table is None:
+            table = self._fade_tables[decay] = d ** np.arange(FADE_TABLE, dtype=np.float32)
+        fade = table.take(np.minimum(age, FADE_TABLE - 1))
         far = np.flatnonzero(age >= FADE_TABLE - 1)
         if len(far):
             fade[far] = d ** age[far].astype(np.float32)
@@ -348,21 +364,17 @@ class RollingSemanticMap:
             bar = logit * total if mode == "log_odds_mean" else logit  # log_odds_sum: the sum itself
         return (occ >= bar) & (total > 0)
 
-    def _top_classes(self, flat_probs: np.ndarray, flat: np.ndarray, labels: np.ndarray | None,
-                     p_occ: np.ndarray) -> np.ndarray:
-        """Most likely occupied class (1..K-1) of each voxel in ``flat``, or EMPTY (no class
-        evidence) for voxels predicted empty with P(occupied) < ``class_min_occupied``.
-        Where the argmax ``labels`` is occupied it is that class; the others are searched
-        among the occupied classes only."""
-        if labels is None:  # the slow path: every class of every voxel in view
-            sub = flat_probs[:, flat]
-            keep = (sub.argmax(0) != EMPTY) | (p_occ >= np.float32(self.cfg.class_min_occupied))
-            return np.where(keep, sub[1:].argmax(0) + 1, EMPTY).astype(np.uint8)
-        cls = labels.reshape(-1)[flat].astype(np.uint8)
-        empty = np.flatnonzero((cls == EMPTY) & (p_occ >= np.float32(self.cfg.class_min_occupied)))
-        if len(empty):
-            cls[empty] = (flat_probs[1:, flat[empty]].argmax(0) + 1).astype(np.uint8)
-        return cls
+    def _class_voxels(self, flat_probs: np.ndarray, flat: np.ndarray, labels: np.ndarray | None,
+                      p_occ: np.ndarray) -> np.ndarray:
+        """Indices into ``flat`` of the voxels that add class evidence: an occupied argmax
+        class, or P(occupied) at least ``class_min_occupied``. ``labels``: the argmax the
+        caller has (else every class of every voxel in view is searched)."""
+        likely = p_occ >= np.float32(self.cfg.class_min_occupied)
+        if labels is None:
+            argmax = flat_probs[:, flat].argmax(0)
+        else:
+            argmax = labels.reshape(-1)[flat]
+        return np.flatnonzero(likely | (argmax != EMPTY))
 
     # -- read-out ------------------------------------------------------------------
     def render(self, T_odom_from_grid: np.ndarray, grid) -> tuple[np.ndarray, np.ndarray]:

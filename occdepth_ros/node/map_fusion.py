@@ -71,13 +71,15 @@ class FuseCounters:
 
 class MapFuser:
     def __init__(self, params: NodeParams, grid: GridConfig, classes: ClassSet,
-                 lookup: Callable[[PoseBuffer, int], PoseLookup] | None = None) -> None:
+                 lookup: Callable[[PoseBuffer, int], PoseLookup] | None = None,
+                 class_prior: np.ndarray | None = None) -> None:
         """``lookup(buffer, stamp_ns)``: where poses come from other than odometry messages
         (TF: it adds the looked-up pose to the buffer first); default: the buffer, waiting
         up to ``odom_wait_s`` for odometry at or after the stamp."""
         self.params, self.grid, self.classes = params, grid, classes
         self.cfg: FusionConfig = params.fusion_config(grid)
-        self.map = RollingSemanticMap(self.cfg, classes.n_classes)
+        self.class_prior = class_prior  # the network's (fusion.class_prior), or None
+        self.map = RollingSemanticMap(self.cfg, classes.n_classes, class_prior, classes.movable_mask())
         self.buffer = PoseBuffer(seconds_to_ns(params.odom_max_age_s), params.odom_jump_m, params.odom_jump_rad,
                                  params.stamp_reset_jump_ns())
         self.grid_frame = params.grid_frame()

@@ -109,6 +109,8 @@ SPECS: dict[str, ParamSpec] = {
                               "band is the model grid's", (0.01, BIG)),
     "map_decay": ParamSpec("evidence a map voxel keeps per fused frame it goes unobserved (1 = never forgets)",
                            (1e-6, 1.0)),
+    "map_class_prior": ParamSpec("the network's class prior (a YAML of occdepth-class-prior) the map divides "
+                                 "class evidence by; empty = the shipped model's when it runs, 'none' = no prior"),
     "processing_budget_ms": ParamSpec("processing time per frame above which diagnostics warn, ms",
                                       (0.001, BIG)),
     "diagnostics_period_s": ParamSpec("period of /diagnostics, s", (0.001, 3600.0)),

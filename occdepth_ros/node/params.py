@@ -18,12 +18,14 @@ from ..runtime.factory import BACKEND_CHOICES, DEFAULT_PRECISION, PRECISIONS
 from ..runtime.ort_providers import ORT_PROVIDER_CHOICES
 from .input_qos import DEFAULT_INPUT_QOS, INPUT_QOS_CHOICES
 from .stereo_sync import IMAGE_STREAMS, STEREO_STREAMS, seconds_to_ns
+from ..fusion.class_prior import AUTO as CLASS_PRIOR_AUTO
+from ..fusion.class_prior import NONE as CLASS_PRIOR_NONE
 from ..fusion.config import DEFAULT_EXTENT_XY_M, FusionConfig
 from .voxel_outputs import DEFAULT_FREE_CLASSES
 
 RIGID_SIZES = (12, 16)  # grid_to_camera: 3x4 or 4x4, row-major
 MIN_STATS_WINDOW = 2
-PATH_PARAMS = ("calib_file", "checkpoint")
+PATH_PARAMS = ("calib_file", "checkpoint", "map_class_prior")
 KITTI_GRID_FRAME = "velodyne"  # KITTI calib.txt's Tr maps velodyne -> cam0
 DEFAULT_GRID_FRAME = "occdepth_grid"  # grid_to_camera's source frame (x forward, y left, z up)
 KITTI_CALIB = f"config/calib/{SHIPPED_KITTI_CALIB}"  # relative: resolved against the share dir
@@ -86,6 +88,7 @@ class NodeParams:
     map_voxel_size: float = 0.0  # m; 0 = the model grid's
     map_extent_m: float = DEFAULT_EXTENT_XY_M  # side of the square window centred on the robot
     map_decay: float = FusionConfig.decay  # evidence kept per frame a voxel goes unobserved
+    map_class_prior: str = CLASS_PRIOR_AUTO  # the network's class prior YAML; "" = the shipped model's, "none"
     # diagnostics
     processing_budget_ms: float = 1000.0
     diagnostics_period_s: float = 1.0
@@ -116,7 +119,7 @@ class NodeParams:
         changes = {}
         for name in PATH_PARAMS:
             value = getattr(self, name)
-            if value and not Path(value).is_absolute() and not Path(value).is_file():
+            if value and value != CLASS_PRIOR_NONE and not Path(value).is_absolute() and not Path(value).is_file():
                 changes[name] = str(Path(share_dir) / value)
         return dataclasses.replace(self, **changes)
 
@@ -153,6 +156,9 @@ class NodeParams:
         _require(self.map_voxel_size >= 0, "map_voxel_size", f"must be >= 0 (0 = the model grid's), "
                  f"got {self.map_voxel_size}")
         _require(0 < self.map_decay <= 1, "map_decay", f"must be in (0, 1], got {self.map_decay}")
+        if self.map_class_prior not in (CLASS_PRIOR_AUTO, CLASS_PRIOR_NONE):
+            _require(Path(self.map_class_prior).is_file(), "map_class_prior",
+                     f"no such file: {self.map_class_prior} ('' = the shipped model's, 'none' = no prior)")
         if self.use_tf:
             _require(self.odom_frame != self.grid_frame(), "odom_frame",
                      f"is the grid frame {self.grid_frame()!r}: the map needs a fixed frame apart from it")

@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 from dataclasses import fields
+from pathlib import Path
 
 import rclpy
 import torch
@@ -59,6 +60,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 
 from ..checkpoint import CheckpointError
 from ..classes import load_class_set
+from ..fusion.class_prior import resolve_class_prior
 from ..geometry.calib import CalibrationError
 from ..inference import InputError, StereoInference
 from ..model.config import ConfigError
@@ -189,13 +191,17 @@ class OccDepthNode(Node):
         warm_s = engine.warm_up()
         self.processor = FrameProcessor(engine, params, self.classes, on_note=self.get_logger().info)
         self.fuser: MapFuser | None = None
+        self._class_prior_line = ""
         self._tf_buffer = None
         if params.fuse:
             if params.use_tf and TfBuffer is None:
                 raise ValueError("parameter use_tf needs tf2_ros, which is not installed here (a ROS install "
                                  "provides it; it is no PyPI package): set use_tf false and publish "
                                  f"nav_msgs/Odometry on odom_topic ({params.odom_topic}) instead")
-            self.fuser = MapFuser(params, cfg.grid, self.classes, lookup=self._tf_pose if params.use_tf else None)
+            runs_default = checkpoint is not None and Path(checkpoint).resolve() == default_model_path().resolve()
+            prior, self._class_prior_line = resolve_class_prior(params.map_class_prior, runs_default, self.classes)
+            self.fuser = MapFuser(params, cfg.grid, self.classes, lookup=self._tf_pose if params.use_tf else None,
+                                  class_prior=None if prior is None else prior.probabilities)
             self.processor.fuser = self.fuser
         self._odom_reported = (0, 0, 0)  # (unfused frames, jumps + restarts, out of order) at the last report
         streams = params.sync_streams()
@@ -234,7 +240,8 @@ class OccDepthNode(Node):
             self.get_logger().info(
                 f"fuse: map of {self.fuser.cfg.dims} voxels @ {self.fuser.cfg.voxel_size} m "
                 f"({self.fuser.cfg.extent_xy_m:g} m square around the robot) from poses by {source}; "
-                f"outputs ~/map/voxels, ~/map/occupancy, ~/map/voxel_markers in the odometry frame")
+                f"outputs ~/map/voxels, ~/map/occupancy, ~/map/voxel_markers in the odometry frame; "
+                f"{self._class_prior_line}")
 
     def _calibration_summary(self) -> str:
         fc = self.processor.file_calibration
@@ -594,7 +601,7 @@ class OccDepthNode(Node):
                   "odom_out_of_order": str(b.out_of_order), "odom_jumps": str(b.jumps),
                   "odom_restarts": str(b.restarts), "odom_late": str(b.late), "odom_missing": str(b.missing),
                   "odom_invalid": str(b.invalid), "odom_wrong_frame": str(c.wrong_frame + c.frame_changed),
-                  "fuse_last_ms": f"{c.last_fuse_ms:.1f}"}
+                  "fuse_last_ms": f"{c.last_fuse_ms:.1f}", "fuse_class_prior": self._class_prior_line}
         if c.last_missing:
             values["last_odom_missing"] = c.last_missing
         return problems, values

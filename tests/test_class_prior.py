@@ -14,7 +14,7 @@ from occdepth_ros.classes import load_class_set
 from occdepth_ros.fusion.class_prior import (AUTO, FORMAT_TAG, NONE, ClassPrior, load_class_prior,
                                              resolve_class_prior, save_class_prior)
 from occdepth_ros.node.params import NodeParams
-from occdepth_ros.resources import DEFAULT_MODEL_FILE, default_class_prior_path
+from occdepth_ros.resources import DEFAULT_MODEL_FILE, default_class_prior_path, default_model_path
 
 CS = load_class_set()
 MOVING_RAW_IDS = range(252, 260)  # SemanticKITTI's moving-car ... moving-other-vehicle
@@ -59,16 +59,16 @@ def test_a_missing_prior_file_is_named() -> None:
 
 
 def test_which_prior_the_map_takes(tmp_path: Path) -> None:
-    prior, line = resolve_class_prior(AUTO, True, CS)
+    prior, line = resolve_class_prior(AUTO, default_model_path(), CS)
     assert prior is not None and str(default_class_prior_path()) in line
     np.testing.assert_array_equal(prior.probabilities, load_class_prior(default_class_prior_path(), CS).probabilities)
-    prior, line = resolve_class_prior(AUTO, False, CS)
+    prior, line = resolve_class_prior(AUTO, tmp_path / "other.safetensors", CS)
     assert prior is None and "not the shipped default" in line and "occdepth-class-prior" in line
-    prior, line = resolve_class_prior(NONE, True, CS)
+    prior, line = resolve_class_prior(NONE, default_model_path(), CS)
     assert prior is None and "as set" in line
     own = save_class_prior(tmp_path / "own.yaml", ClassPrior(np.full(CS.n_classes, 1 / CS.n_classes), CS.name,
                                                              "own.safetensors", 3, "x"))
-    prior, line = resolve_class_prior(str(own), False, CS)
+    prior, line = resolve_class_prior(str(own), None, CS)
     assert prior is not None and prior.model == "own.safetensors" and "on 3 frames" in line
 
 

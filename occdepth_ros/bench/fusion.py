@@ -14,6 +14,7 @@ from ..fusion.class_prior import AUTO, resolve_class_prior
 from ..geometry.calib import shipped_kitti_calibration
 from ..inference.pipeline import output_seen_mask
 from ..model.config import load_preset
+from ..resources import default_model_path
 from .frames import lookup_for
 from .measure import Stat, measure
 
@@ -67,7 +68,7 @@ def bench_fusion(warmup: int, iters: int, budget_s: float | None, preset: str = 
     rng = np.random.default_rng(0)
     frames = [synthetic_probs(grid.dims, cfg.n_classes, rng) for _ in range(FUSION_FRAMES)]
     classes = load_class_set(cfg.class_set)
-    prior, _ = resolve_class_prior(AUTO, True, classes)  # the shipped model's, as the node runs it
+    prior, _ = resolve_class_prior(AUTO, default_model_path(), classes)  # the shipped model's, as the node runs it
     fmap = RollingSemanticMap(FusionConfig.for_grid(grid), cfg.n_classes, None if prior is None else prior.probabilities,
                               classes.movable_mask())
     state = {"i": 0, "pose": np.eye(4)}

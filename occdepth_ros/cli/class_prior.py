@@ -38,9 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     class_set = load_class_set()
     try:
-        checkpoint, preset, untrained = choose_weights(args.checkpoint, args.preset)
-        if untrained:
-            raise ValueError("no weights: the shipped default model is missing and no --checkpoint was named")
+        checkpoint, preset, _ = choose_weights(args.checkpoint, args.preset)
+        if checkpoint is None:  # a prior belongs to trained weights, never to a random network
+            raise ValueError("no weights: name --checkpoint (the shipped default model is used only when neither "
+                             "--checkpoint nor --preset is given, and it must exist)")
         model = load_model(checkpoint, preset=preset)
         if model.cfg.class_set != class_set.name:
             raise ValueError(f"the model's class set is {model.cfg.class_set!r}; this tool knows {class_set.name!r}")
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     data = f"{args.data} sequences {' '.join(args.sequences)}, frame stride {args.frame_stride}"
-    prior = ClassPrior(probs, class_set.name, Path(checkpoint).name if checkpoint else str(preset), frames, data)
+    prior = ClassPrior(probs, class_set.name, Path(checkpoint).name, frames, data)
     out = save_class_prior(args.out, prior)
     for name, p in zip(class_set.names, probs):
         print(f"{name:15s} {p:.6f}")

@@ -182,9 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                         seq_name, frame = where.split("/")
                         picture = Picture(sequence_name(seq_name), frame.zfill(6), Path(png))
                     fusion_cfg = FusionConfig.for_grid(engine.cfg.grid, **fusion_overrides)
-                    runs_default = not untrained and checkpoint is not None and Path(checkpoint).resolve() == \
-                        default_model_path().resolve()
-                    prior, prior_line = resolve_class_prior(args.class_prior or AUTO, runs_default, class_set)
+                    prior, prior_line = resolve_class_prior(args.class_prior or AUTO, checkpoint, class_set)
                     print(prior_line, file=sys.stderr)
                     name += f"; {prior_line}"
                     scores = evaluate_fused(engine, args.data, sequences, class_set, fusion_cfg=fusion_cfg,

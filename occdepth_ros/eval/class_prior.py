@@ -26,17 +26,15 @@ def estimate_class_prior(engine: StereoInference, root: str | Path, sequences: l
         if not frames:
             raise FileNotFoundError(f"no frames in {seq.path}")
     reader = StereoFrameReader()
-    total: np.ndarray | None = None
-    voxels = 0
-    bar = tqdm(total=sum(len(f) for _, f in plans), desc="occdepth-class-prior", unit="frame", disable=not progress)
+    n_frames = sum(len(f) for _, f in plans)
+    total = np.zeros(engine.cfg.n_classes)
+    bar = tqdm(total=n_frames, desc="occdepth-class-prior", unit="frame", disable=not progress)
     for seq, frames in plans:
         for frame in frames:
             pred = predict_with_probs(engine, reader, seq, frame)
-            sums = pred.probs[:, pred.seen].sum(axis=1, dtype=np.float64)
-            total = sums if total is None else total + sums
-            voxels += int(np.count_nonzero(pred.seen))
+            total = total + pred.probs[:, pred.seen].sum(axis=1, dtype=np.float64)
             bar.update()
     bar.close()
-    if total is None or voxels == 0:
+    if not total.sum() > 0:  # probabilities sum to one per voxel: zero means no voxel in view
         raise ValueError("no voxel in view in any frame: the calibration sees nothing of the grid")
-    return total / total.sum(), sum(len(f) for _, f in plans)
+    return total / total.sum(), n_frames

@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 
 from ..classes import ClassSet
+from ..resources import default_class_prior_path, default_model_path
 
 FORMAT_TAG = "occdepth_ros/class_prior/1"
 
@@ -72,14 +73,14 @@ AUTO = ""  # the shipped model's prior when the shipped model runs, else none
 NONE = "none"  # no prior: each voxel takes the class with the most evidence
 
 
-def resolve_class_prior(setting: str, runs_default_model: bool, class_set: ClassSet) -> tuple[ClassPrior | None, str]:
-    """(prior or None, a line that says which and why) for a setting: AUTO, NONE or a path."""
-    from ..resources import default_class_prior_path
-
+def resolve_class_prior(setting: str, checkpoint: str | Path | None,
+                        class_set: ClassSet) -> tuple[ClassPrior | None, str]:
+    """(prior or None, a line that says which and why) for a setting (AUTO, NONE or a path)
+    and the weights that run (``checkpoint``; None: untrained)."""
     if setting == NONE:
         return None, "class prior: none (as set): each map voxel takes the class with the most evidence"
     if setting == AUTO:
-        if not runs_default_model:
+        if checkpoint is None or Path(checkpoint).resolve() != default_model_path().resolve():
             return None, ("class prior: none (the model is not the shipped default; occdepth-class-prior measures "
                           "one): each map voxel takes the class with the most evidence")
         default = default_class_prior_path()

@@ -293,8 +293,6 @@ class RollingSemanticMap:
         # Class evidence comes from the few voxels that may be occupied (most are free space).
         has = self._class_voxels(flat_probs, flat, labels, p_occ)
         p_cls = np.take(flat_probs, flat[has], axis=1)[1:].T.astype(np.float32)  # (voxels, K - 1)
-        top = (p_cls * self.class_scale).argmax(1)  # the frame's class, weighed as the map weighs
-        p_top = p_cls[np.arange(len(has)), top]
         if cfg.free_weight != 1.0:
             w = np.where(p_occ < 0.5, w * np.float32(cfg.free_weight), w)
 
@@ -302,13 +300,17 @@ class RollingSemanticMap:
         fade = self._fade(self.frame - stamp, cfg.decay)
         slots_h = slots[has]
         class_fade = self._fade(self.frame - self._class_stamp[slots_h], cfg.class_decay)
-        # Moving objects: a confident occupied class that differs from the fused one, where
-        # either is a class whose things move.
-        best_h = self._best[slots_h]
-        flip_h = ((self._label[slots_h] != EMPTY) & (top + 1 != best_h) & (p_top >= cfg.flip_confidence)
-                  & (self.movable[top + 1] | self.movable[best_h]))
-        fade[has[flip_h]] *= np.float32(cfg.flip_keep)
-        class_fade[flip_h] *= np.float32(cfg.flip_keep)
+        # Moving objects: the frame's class (weighed as the map weighs), when confident and
+        # not the fused one, where either is a class whose things move. Only a voxel with
+        # some class at flip_confidence can flip, so the frame's class is found for those alone.
+        cand = np.flatnonzero(p_cls.max(1) >= cfg.flip_confidence)
+        top = (p_cls[cand] * self.class_scale).argmax(1) + 1
+        best = self._best[slots_h[cand]]
+        confident = p_cls[cand, top - 1] >= cfg.flip_confidence
+        flip = cand[confident & (top != best) & (self._label[slots_h[cand]] != EMPTY)
+                    & (self.movable[top] | self.movable[best])]
+        fade[has[flip]] *= np.float32(cfg.flip_keep)
+        class_fade[flip] *= np.float32(cfg.flip_keep)
         occ *= fade
         occ += w * self._occupancy_evidence(p_occ)
         total *= fade
@@ -328,7 +330,7 @@ class RollingSemanticMap:
 
         self._occ[slots], self._total[slots], self._stamp[slots] = occ, total, self.frame
         self._label[slots] = np.where(self._is_occupied(occ, total), self._best[slots], EMPTY)
-        n_flip = int(np.count_nonzero(flip_h))
+        n_flip = len(flip)
         self.flips += n_flip
         return IntegrateStats(updated=int(len(slots)), flips=n_flip, window_shift=shift, cleared_slots=cleared)
 

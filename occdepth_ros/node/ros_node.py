@@ -33,7 +33,6 @@ import sys
 import threading
 import time
 from dataclasses import fields
-from pathlib import Path
 
 import rclpy
 import torch
@@ -198,8 +197,7 @@ class OccDepthNode(Node):
                 raise ValueError("parameter use_tf needs tf2_ros, which is not installed here (a ROS install "
                                  "provides it; it is no PyPI package): set use_tf false and publish "
                                  f"nav_msgs/Odometry on odom_topic ({params.odom_topic}) instead")
-            runs_default = checkpoint is not None and Path(checkpoint).resolve() == default_model_path().resolve()
-            prior, self._class_prior_line = resolve_class_prior(params.map_class_prior, runs_default, self.classes)
+            prior, self._class_prior_line = resolve_class_prior(params.map_class_prior, checkpoint, self.classes)
             self.fuser = MapFuser(params, cfg.grid, self.classes, lookup=self._tf_pose if params.use_tf else None,
                                   class_prior=None if prior is None else prior.probabilities)
             self.processor.fuser = self.fuser

@@ -126,24 +126,36 @@ def test_decay_is_applied_lazily_as_hand_computed() -> None:
 
 
 def test_window_motion_and_decay_keep_memory_bounded_over_10000_frames() -> None:
+    """Memory is bounded by the window (a row of class evidence for at most every window
+    voxel) and settles while the robot drives on; rows of voxels that left come back (no
+    more class voxels than observed ones at any time)."""
     grid = GridConfig(origin=(0.0, -0.8, -0.4), dims=(4, 4, 2), voxel_size=0.4, project_scale=2)
     cfg = FusionConfig.for_grid(grid, extent_xy_m=4.0, decay=0.95)
     m = RollingSemanticMap(cfg, K)
-    start = m.memory_bytes()
-    seen = np.ones(grid.dims, dtype=bool)
     window = int(np.prod(cfg.dims))
+    per_voxel = 4 + 4 + 4 + 1 + 4 + 1  # occupancy, total, row, best class, stamp, label
+    bound = window * per_voxel + (window + 1) * ((K - 1) * 4 + 4 + 4)  # every voxel with a row
+    start = m.memory_bytes()
+    assert start < bound
+    seen = np.ones(grid.dims, dtype=bool)
     pose = np.eye(4)
     step = yaw_pose_any(0.013, (0.37, 0.0, 0.0))
-    max_observed = 0
+    max_observed = max_classes = 0
+    settled = None
     for i in range(10_000):
         pose = pose @ step
         stats = m.integrate(frame_probs(grid, pose, cfg.voxel_size), seen, pose, grid)
         assert stats.updated <= int(np.prod(grid.dims))
         if i % 500 == 0:
             max_observed = max(max_observed, m.observed_voxels())
-            assert m.memory_bytes() == start
-    assert m.memory_bytes() == start
-    assert 0 < max_observed <= window
+            max_classes = max(max_classes, m.class_voxels())
+            assert 0 < m.class_voxels() <= m.observed_voxels() <= window
+            assert m.memory_bytes() <= bound
+        if i == 2_000:
+            settled = m.memory_bytes()
+    assert m.memory_bytes() == settled
+    assert 0 < max_observed <= window and max_classes > 0
+    assert settled > start  # the class rows grew past their first allocation (and still fit the bound)
     # The robot drove a circle of ~280 m: the start is far behind, out of the window.
     _, known = m.render(np.eye(4), grid)
     assert not known.any() or np.linalg.norm(pose[:2, 3]) < cfg.extent_xy_m
@@ -161,6 +173,7 @@ def test_slabs_that_leave_the_window_are_cleared_and_come_back_unknown() -> None
     back = RollingSemanticMap(small_cfg(), K)
     back.integrate(frame_probs(SMALL_GRID, far, VS), seen, far, SMALL_GRID)
     assert m.observed_voxels() == back.observed_voxels()  # nothing of the start survived
+    assert m.class_voxels() == back.class_voxels() > 0  # and its class rows were given back
     _, known = m.render(T0, SMALL_GRID)
     assert not known.any()
     # A short move clears exactly the slabs that left: 3 x-slabs of the window.

@@ -103,6 +103,7 @@ def test_the_map_from_a_replayed_bag_is_the_offline_fusion_of_the_same_frames(re
     published = cloud_points(last)
     assert as_set(np.stack([published["x"], published["y"], published["z"]], 1), published["label"]) == \
         as_set(centres, labels)
+    assert node.fuser.map.class_voxels() == offline.class_voxels() > 0  # the same voxels hold class evidence
     assert node.fuser.counters.frames_fused == FRAMES and node.fuser.counters.frames_unfused == 0
     assert node.fuser.buffer.counters.received == FRAMES and node.fuser.map.resets == 0
 
@@ -197,6 +198,9 @@ def test_without_odometry_the_frame_outputs_go_on_and_the_node_says_why(fed, cap
     # an untrained preset is not the shipped model: no class prior, and the node says so
     assert values["fuse_class_prior"].startswith("class prior: none (the model is not the shipped default")
     assert h.node.fuser.class_prior is None
+    # nothing fused: the map holds its window's arrays and no class evidence
+    assert float(values["fuse_map_mib"]) == pytest.approx(h.node.fuser.map.memory_bytes() / 2**20, abs=0.05)
+    assert values["fuse_class_voxels"] == "0"
     err = capfd.readouterr().err
     assert "no pose for a frame (no odometry received yet; odometry topic /odom)" in err
 

@@ -12,7 +12,8 @@ sensor when observed, ``FusionConfig.range_falloff_m``):
 * occupancy: ``sum w * P(occupied)`` over ``sum w`` (``P(occupied) = 1 - P(empty)``, the
   network's own probability, so voxels predicted empty add free-space evidence);
 * class: ``sum w * P(class)`` for every occupied class, added by the voxels
-  that may be occupied (``FusionConfig.class_min_occupied``).
+  that may be occupied (``FusionConfig.class_min_occupied``); kept in a pool of rows for
+  the voxels that have any (``ClassEvidencePool``), most of the window having none.
 
 Fused: occupied when the occupancy fraction reaches ``occupied_threshold``, then the class
 whose evidence divided by the network's class prior is largest (``class_prior``: the mean
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..geometry.poses import invert_rigid
+from .class_pool import NO_ROW, ClassEvidencePool
 from .config import FusionConfig
 
 EMPTY = 0  # the class index of free space
@@ -98,11 +100,10 @@ class RollingSemanticMap:
         n = int(np.prod(self.dims))
         self._occ = np.zeros(n, dtype=np.float32)  # sum w * P(occupied)
         self._total = np.zeros(n, dtype=np.float32)  # sum w (0 = never observed)
-        self._cev = np.empty((n, self.num_classes - 1), dtype=np.float32)  # sum w * P(class), occupied classes
-        self._cev.fill(0)  # written now: the window's first pass would otherwise fault its pages in, frame by frame
-        self._best = np.zeros(n, dtype=np.uint8)  # argmax of class_scale * _cev (+1); 0 = no class evidence
+        self._classes = ClassEvidencePool(self.num_classes - 1, n)  # sum w * P(class), occupied classes
+        self._row = np.zeros(n, dtype=np.int32)  # the voxel's row in _classes (NO_ROW: no class evidence)
+        self._best = np.zeros(n, dtype=np.uint8)  # argmax of class_scale * class evidence (+1); 0 = none
         self._stamp = np.zeros(n, dtype=np.int32)  # frame of the last update (lazy decay)
-        self._class_stamp = np.zeros(n, dtype=np.int32)  # frame of the last class evidence
         self._label = np.zeros(n, dtype=np.uint8)  # fused class, kept current for rendering
         self.origin: np.ndarray | None = None  # window corner, odometry voxel index (int64, 3)
         self.frame = 0
@@ -113,18 +114,26 @@ class RollingSemanticMap:
 
     # -- bookkeeping -----------------------------------------------------------
     def _arrays(self) -> tuple[np.ndarray, ...]:
-        return (self._occ, self._total, self._cev, self._best, self._stamp, self._class_stamp, self._label)
+        """The arrays with one entry per window voxel."""
+        return (self._occ, self._total, self._row, self._best, self._stamp, self._label)
 
     def reset(self) -> None:
         """Forget everything (a pose jump); counted in ``resets``."""
         for arr in self._arrays():
             arr.fill(0)
+        self._classes.clear()
         self.origin = None
         self.resets += 1
 
     def memory_bytes(self) -> int:
-        """Bytes held by the map's arrays (fixed by the window, whatever the history)."""
-        return sum(a.nbytes for a in self._arrays())
+        """Bytes held by the map's arrays: those of every window voxel, and the class
+        evidence rows (which grow with the voxels that have class evidence, at most one per
+        window voxel)."""
+        return sum(a.nbytes for a in self._arrays()) + self._classes.nbytes
+
+    def class_voxels(self) -> int:
+        """Voxels of the window holding class evidence (each holds one pool row)."""
+        return self._classes.in_use
 
     def observed_voxels(self) -> int:
         """Voxels of the window holding any evidence."""
@@ -158,11 +167,12 @@ class RollingSemanticMap:
                 leaving = np.arange(self.origin[axis], self.origin[axis] + s) % n
             else:  # odometry indices origin + n + s .. origin + n - 1 leave
                 leaving = np.arange(self.origin[axis] + n + s, self.origin[axis] + n) % n
+            sl = [slice(None)] * 3
+            sl[axis] = leaving
+            sl = tuple(sl)
+            self._classes.give_back(self._row.reshape(self.dims)[sl].reshape(-1))
             for arr in self._arrays():
-                view = arr.reshape(*self.dims, *arr.shape[1:])  # (classes,) after the voxel axes: class evidence
-                sl = [slice(None)] * view.ndim
-                sl[axis] = leaving
-                view[tuple(sl)] = 0
+                arr.reshape(self.dims)[sl] = 0
             cleared += len(leaving) * int(np.prod(self.dims)) // n
         self.origin = new_origin.copy()
         return (int(shift[0]), int(shift[1]), int(shift[2])), cleared
@@ -299,7 +309,8 @@ class RollingSemanticMap:
         occ, total, stamp = self._occ[slots], self._total[slots], self._stamp[slots]
         fade = self._fade(self.frame - stamp, cfg.decay)
         slots_h = slots[has]
-        class_fade = self._fade(self.frame - self._class_stamp[slots_h], cfg.class_decay)
+        rows = self._class_rows(slots_h)
+        class_fade = self._fade(self.frame - self._classes.stamp[rows], cfg.class_decay)
         # Moving objects: the frame's class (weighed as the map weighs), when confident and
         # not the fused one, where either is a class whose things move. Only a voxel with
         # some class at flip_confidence can flip, so the frame's class is found for those alone.
@@ -319,20 +330,32 @@ class RollingSemanticMap:
         if over.any():
             occ[over] *= np.float32(cfg.max_weight) / total[over]
             total[over] = cfg.max_weight
-        evidence = self._cev[slots_h]
+        evidence = self._classes.evidence[rows]
         evidence *= class_fade[:, None]
         p_cls *= w[has][:, None]
         evidence += p_cls
-        self._cev[slots_h] = evidence
+        self._classes.evidence[rows] = evidence
+        self._classes.stamp[rows] = self.frame
         evidence *= self.class_scale
         self._best[slots_h] = evidence.argmax(1) + 1
-        self._class_stamp[slots_h] = self.frame
 
         self._occ[slots], self._total[slots], self._stamp[slots] = occ, total, self.frame
         self._label[slots] = np.where(self._is_occupied(occ, total), self._best[slots], EMPTY)
         n_flip = len(flip)
         self.flips += n_flip
         return IntegrateStats(updated=int(len(slots)), flips=n_flip, window_shift=shift, cleared_slots=cleared)
+
+    def _class_rows(self, slots: np.ndarray) -> np.ndarray:
+        """The class evidence rows of map slots, handing out a row to each slot that has
+        none yet (one per slot, however often it appears in ``slots``)."""
+        rows = self._row[slots]
+        new = np.flatnonzero(rows == NO_ROW)
+        if len(new):
+            fresh, inverse = np.unique(slots[new], return_inverse=True)
+            got = self._classes.take(len(fresh))
+            self._row[fresh] = got
+            rows[new] = got[inverse]
+        return rows
 
     def _fade(self, age: np.ndarray, decay: float) -> np.ndarray:
         """decay ** age (float32) for frames since the last update: a table for the usual

@@ -599,7 +599,9 @@ class OccDepthNode(Node):
                   "odom_out_of_order": str(b.out_of_order), "odom_jumps": str(b.jumps),
                   "odom_restarts": str(b.restarts), "odom_late": str(b.late), "odom_missing": str(b.missing),
                   "odom_invalid": str(b.invalid), "odom_wrong_frame": str(c.wrong_frame + c.frame_changed),
-                  "fuse_last_ms": f"{c.last_fuse_ms:.1f}", "fuse_class_prior": self._class_prior_line}
+                  "fuse_last_ms": f"{c.last_fuse_ms:.1f}", "fuse_class_prior": self._class_prior_line,
+                  "fuse_map_mib": f"{self.fuser.map.memory_bytes() / 2**20:.1f}",
+                  "fuse_class_voxels": str(self.fuser.map.class_voxels())}
         if c.last_missing:
             values["last_odom_missing"] = c.last_missing
         return problems, values

@@ -38,6 +38,7 @@ ARGS = ["--sequences", SEQ, "--frames", str(FRAMES), "--seed", str(SEED),
 GRID_ORIGIN = np.array([0.0, -25.6, -2.0])
 VOXEL = 0.2
 STEP_BEHIND_M = 0.03  # how far past the depth surface the occupancy probe goes
+TRAFFIC_SPEED = 15.0  # m/s: 3 m between the labelled frames 0 and 2
 
 
 def _write(out: Path, extra: list[str] | None = None) -> Path:
@@ -171,15 +172,63 @@ def test_depth_surfaces_are_occupied_voxels(seq, frame):
     assert (labels[idx_front[:, 0], idx_front[:, 1], idx_front[:, 2]] > 0).mean() < 0.5
 
 
-def test_rendered_classes_match_voxel_classes(generator):
-    rendered, vox = generator.frame(0)
-    o, dirs = generator.projection.rays[0]
+def _pixel_voxel_agreement(gen: SequenceGenerator, rendered, labels: np.ndarray, cls: int | None = None) -> float:
+    """Fraction of the left image's pixels (of class ``cls``, or all) whose surface point lies
+    in a voxel of the pixel's class."""
+    o, dirs = gen.projection.rays[0]
     d = rendered.depth[0].reshape(-1)
     ok = d > 0
     unit = dirs[ok] / np.linalg.norm(dirs[ok], axis=1, keepdims=True)
     idx, inside = _voxel_index(o + d[ok, None] * dirs[ok] + STEP_BEHIND_M * unit)
     pixel_cls = rendered.classes[0].reshape(-1)[ok][inside]
-    assert (vox.labels[idx[:, 0], idx[:, 1], idx[:, 2]] == pixel_cls).mean() > 0.95
+    agree = labels[idx[:, 0], idx[:, 1], idx[:, 2]] == pixel_cls
+    return float(agree.mean() if cls is None else agree[pixel_cls == cls].mean())
+
+
+def test_rendered_classes_match_voxel_classes(generator):
+    rendered, vox = generator.frame(0)
+    assert _pixel_voxel_agreement(generator, rendered, vox.labels) > 0.95
+
+
+@pytest.fixture(scope="module")
+def driving() -> SequenceGenerator:
+    """The generator's world with its lane traffic driving."""
+    base = SynthConfig()
+    cfg = replace(base, seed=SEED, frames=FRAMES, voxel_every=VOXEL_EVERY, rig=base.rig.scaled(*SIZE),
+                  objects=replace(base.objects, traffic_speed_mps=TRAFFIC_SPEED))
+    return SequenceGenerator(cfg, SEQ)
+
+
+def test_lane_traffic_drives_along_its_lane_and_the_rest_stands(generator, driving):
+    still, moving = generator.scene, driving.scene
+    assert still.at(2) is still and not still.velocity.any()
+    assert moving.primitives == still.primitives  # the same world at frame 0: the same random draws
+    moves = np.any(moving.velocity != 0, axis=1)
+    assert moves.any() and not moves.all()
+    assert {moving.primitives[k].cls for k in np.flatnonzero(moves)} <= {"car", "truck"}
+    later = moving.at(2)
+    dt = 2 * moving.frame_period_s
+    for k, prim in enumerate(still.primitives):
+        shift = later.bounds[k] - still.bounds[k]
+        if moves[k]:  # the right-hand lanes (y < 0) drive towards +x, the oncoming ones towards -x
+            direction = -np.sign(still.bounds[k, :, 1].mean())
+            np.testing.assert_allclose(shift[:, 0], direction * TRAFFIC_SPEED * dt, atol=1e-9)
+        else:
+            np.testing.assert_array_equal(shift[:, 0], 0.0)
+            assert later.primitives[k] == prim
+        np.testing.assert_array_equal(shift[:, 1:], 0.0)
+
+
+def test_driving_traffic_is_where_images_and_labels_of_a_later_frame_both_show_it(generator, driving):
+    """At a later labelled frame the cars' pixels lie in car voxels of that frame's labels;
+    the labels of the standing world (cars where they were) miss many of them."""
+    car = load_class_set().names.index("car")
+    rendered, vox = driving.frame(VOXEL_EVERY)
+    _, still = generator.frame(VOXEL_EVERY)
+    assert (rendered.classes[0] == car).sum() > 500
+    moved = _pixel_voxel_agreement(driving, rendered, vox.labels, car)
+    stood = _pixel_voxel_agreement(driving, rendered, still.labels, car)
+    assert moved > 0.95 and stood < 0.8, (moved, stood)
 
 
 def test_stereo_pair_is_consistent(generator):
@@ -348,3 +397,5 @@ def test_bin_and_occluded(seq):
 def test_cli_rejects_bad_arguments(tmp_path):
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path), "--frames", "0"])
+    with pytest.raises(SystemExit, match="--traffic-speed"):
+        main(["--out", str(tmp_path), "--traffic-speed", "-1"])

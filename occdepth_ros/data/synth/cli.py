@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thin-ground", action="store_true",
                    help="label only the ground's surface voxels and leave the voxels below it empty "
                         "(by default they take the surface's label, as SemanticKITTI's voxelizer does)")
+    p.add_argument("--traffic-speed", type=float, default=defaults.objects.traffic_speed_mps, metavar="M_S",
+                   help="the traffic in the other lanes drives along its lane at this speed, m/s "
+                        "(0 = it stands; parked cars always do)")
     p.add_argument("--workers", type=int, default=1, help="processes rendering frames in parallel")
     return p
 
@@ -50,6 +53,8 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
         raise SystemExit("--voxel-every must be >= 0")
     if args.density <= 0:
         raise SystemExit("--density must be > 0")
+    if not args.traffic_speed >= 0:
+        raise SystemExit("--traffic-speed must be >= 0")
     height, width = args.image_size
     if height < 2 or width < 2:
         raise SystemExit("--image-size must be at least 2 x 2")
@@ -61,7 +66,7 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
         sequences=tuple(args.sequences),
         rig=base.rig.scaled(height, width),
         grid=replace(base.grid, view_invalid=not args.whole_volume, fill_below_ground=not args.thin_ground),
-        objects=replace(base.objects, density=args.density),
+        objects=replace(base.objects, density=args.density, traffic_speed_mps=args.traffic_speed),
     )
 
 

@@ -122,7 +122,8 @@ class ObjectConfig:
     sign_thickness: float = 0.04
     parking_slot: tuple[float, float] = (5.5, 7.5)
     parked_probability: float = 0.65
-    traffic_gap: tuple[float, float] = (8.0, 45.0)  # static cars in the other lanes
+    traffic_gap: tuple[float, float] = (8.0, 45.0)  # cars in the other lanes
+    traffic_speed_mps: float = 0.0  # the lane traffic drives along its lane (0: it stands); parked cars stay
     car_length: tuple[float, float] = (3.8, 4.9)
     car_width: tuple[float, float] = (1.65, 1.9)
     car_clearance: float = 0.18  # gap under the body, the road shows through

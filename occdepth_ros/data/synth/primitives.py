@@ -109,6 +109,15 @@ def to_local(prim: Primitive, pose: Pose2D) -> Primitive:
     raise TypeError(f"unknown primitive {type(prim).__name__}")
 
 
+def shifted(prim: Primitive, dx: float, dy: float) -> Primitive:
+    """The primitive moved by (dx, dy) in its own frame's x and y."""
+    if isinstance(prim, Cylinder):
+        x, y = prim.center_xy
+        return replace(prim, center_xy=(x + dx, y + dy))
+    x, y, z = prim.center
+    return replace(prim, center=(x + dx, y + dy, z))
+
+
 def aabbs(prims: list[Primitive]) -> np.ndarray:
     """(N, 2, 3) world boxes [min, max] of all primitives, for culling."""
     if not prims:

@@ -1,20 +1,21 @@
 """A seeded street scene: ground, buildings, vegetation, furniture, traffic, people, ego path.
 
-Each sequence draws its own layout from ``(seed, sequence)``; everything is
-static, so consecutive frames of a sequence see the same world.
+Each sequence draws its own layout from ``(seed, sequence)``. Everything stands still
+unless ``ObjectConfig.traffic_speed_mps`` sets the lane traffic driving (``Scene.at``
+gives the world of a frame); parked cars, people and everything else never move.
 """
 
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from . import objects
 from .config import ObjectConfig, RoadConfig, SynthConfig
 from .materials import MarkingLayout
-from .primitives import Pose2D, Primitive, aabbs
+from .primitives import Pose2D, Primitive, aabbs, shifted
 from .street import RIGHT, Street, StreetSide, draw_street, ground_slabs
 from .trajectory import draw_step, ego_poses
 
@@ -31,10 +32,24 @@ class Scene:
     egos: tuple[Pose2D, ...]  # velodyne pose per frame
     sun: np.ndarray  # (3,) unit vector towards the sun
     markings: MarkingLayout
+    velocity: np.ndarray  # (N, 2) world x, y velocity of each primitive, m/s (0: it stands)
+    frame_period_s: float
 
     @property
     def n_frames(self) -> int:
         return len(self.egos)
+
+    def at(self, frame: int) -> Scene:
+        """The world as frame ``frame`` sees it: moving primitives advanced by their velocity
+        times the frame's time (the scene itself when nothing moves)."""
+        moving = np.flatnonzero(np.any(self.velocity != 0, axis=1))
+        if len(moving) == 0:
+            return self
+        prims = list(self.primitives)
+        dt = frame * self.frame_period_s
+        for k in moving:
+            prims[k] = shifted(prims[k], float(self.velocity[k, 0] * dt), float(self.velocity[k, 1] * dt))
+        return replace(self, primitives=tuple(prims), bounds=aabbs(prims))
 
 
 def sequence_key(sequence: str) -> int:
@@ -121,23 +136,31 @@ def _vehicle(x: float, y: float, yaw: float, cfg: ObjectConfig, road: RoadConfig
     return objects.car(x, y, road.road_top, yaw, cfg, rng)
 
 
-def _traffic(street: Street, cfg: ObjectConfig, road: RoadConfig, rng: np.random.Generator) -> list[Primitive]:
-    """Parked cars in the parking lanes and standing traffic in every lane but the ego's."""
+def _traffic(street: Street, cfg: ObjectConfig, road: RoadConfig,
+             rng: np.random.Generator) -> tuple[list[Primitive], list[tuple[float, float]]]:
+    """Parked cars in the parking lanes and traffic in every lane but the ego's, which
+    drives along its lane at ``traffic_speed_mps``; and the velocity of each primitive."""
     out: list[Primitive] = []
+    velocity: list[tuple[float, float]] = []
     for side in street.sides:
         heading = 0.0 if side.sign == RIGHT else np.pi
         if side.parking_width > 0.0:
             y = side.y(side.road_edge + 0.5 * side.parking_width)
             for x in _positions(*street.x_range, cfg.parking_slot, 1.0, rng):
                 if rng.random() < cfg.parked_probability * min(cfg.density, 1.0):
-                    out += _vehicle(x, y, heading, cfg, road, rng)
+                    parked = _vehicle(x, y, heading, cfg, road, rng)
+                    out += parked
+                    velocity += [(0.0, 0.0)] * len(parked)
+        lane_velocity = (cfg.traffic_speed_mps * np.cos(heading), 0.0)
         for lane in range(street.lanes_per_direction):
             y = street.lane_center(lane, side.sign)
             if side.sign == RIGHT and np.isclose(y, street.ego_lane_y):
                 continue
             for x in _positions(*street.x_range, cfg.traffic_gap, cfg.density, rng):
-                out += _vehicle(x, y, heading, cfg, road, rng)
-    return out
+                driving = _vehicle(x, y, heading, cfg, road, rng)
+                out += driving
+                velocity += [lane_velocity] * len(driving)
+    return out, velocity
 
 
 def _sun(cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
@@ -160,7 +183,10 @@ def build_scene(cfg: SynthConfig, sequence: str, n_frames: int | None = None) ->
         prims += _lots(side, street, obj, road, rng)
         prims += _vegetation(side, street, obj, road, rng)
         prims += _furniture(side, street, obj, road, rng)
-    prims += _traffic(street, obj, road, rng)
+    velocity = np.zeros((len(prims), 2))
+    traffic, traffic_velocity = _traffic(street, obj, road, rng)
+    prims += traffic
+    velocity = np.concatenate([velocity, np.asarray(traffic_velocity, dtype=np.float64).reshape(-1, 2)])
     egos = ego_poses(cfg.trajectory, cfg.rig, street.ego_lane_y, step, n_frames)
     markings = MarkingLayout(
         lane_width=road.lane_width,
@@ -171,7 +197,8 @@ def build_scene(cfg: SynthConfig, sequence: str, n_frames: int | None = None) ->
         parking_bay_length=road.parking_bay_length,
         road_half_width=street.road_half_width,
     )
-    return Scene(sequence, street, tuple(prims), aabbs(prims), tuple(egos), _sun(cfg, rng), markings)
+    return Scene(sequence, street, tuple(prims), aabbs(prims), tuple(egos), _sun(cfg, rng), markings, velocity,
+                 cfg.trajectory.frame_period_s)
 
 
 __all__ = ["Scene", "build_scene", "sequence_key", "sequence_rng"]

@@ -70,17 +70,21 @@ class SequenceGenerator:
     def is_labelled(self, frame: int) -> bool:
         return self.cfg.voxel_every > 0 and frame % self.cfg.voxel_every == 0
 
-    def voxels(self, frame: int, rendered: StereoFrame) -> FrameVoxels:
+    def voxels(self, frame: int, rendered: StereoFrame, scene: Scene) -> FrameVoxels:
+        """The frame's ground truth, from ``scene``: the frame's world (``Scene.at``)."""
         if self.projection is None:
             self.projection = GridProjection(self.rig, self.cfg.grid)
-        ego = self.scene.egos[frame]
         return frame_voxels(
-            self.scene.primitives, self.scene.bounds, ego, self.projection, rendered.depth, self.class_names
+            scene.primitives, scene.bounds, scene.egos[frame], self.projection, rendered.depth, self.class_names
         )
 
     def frame(self, frame: int) -> tuple[StereoFrame, FrameVoxels | None]:
-        rendered = self.renderer.render(frame)
-        return rendered, (self.voxels(frame, rendered) if self.is_labelled(frame) else None)
+        """Images and (on a labelled frame) voxels of one frame, both of the frame's world."""
+        scene = self.scene.at(frame)
+        renderer = self.renderer if scene is self.scene else SceneRenderer(scene, self.rig, self.cfg.render,
+                                                                            self.cfg.seed)
+        rendered = renderer.render(frame)
+        return rendered, (self.voxels(frame, rendered, scene) if self.is_labelled(frame) else None)
 
     def sequence_dir(self, out_root: str | Path) -> Path:
         return Path(out_root) / "sequences" / self.sequence

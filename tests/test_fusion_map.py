@@ -222,6 +222,30 @@ def test_only_a_movable_class_flips(movable: tuple[int, ...], expect_flips: int)
     assert m.render(np.eye(4), SMALL_GRID)[0][3, 3, 1] == (4 if expect_flips else 1)
 
 
+@pytest.mark.parametrize("held, movable, p_empty, expect_cls, expect_vacated", [
+    (1, (1,), 0.95, EMPTY, 1),  # a car seen confidently empty: it left, gone at once
+    (1, (1,), 0.85, 1, 0),  # not confident: one view against five, the car stays
+    (1, (), 0.95, 1, 0),  # the class is not movable: weighed like any view
+    (2, (1,), 0.95, 2, 0),  # another class held, only the movable one is discounted
+])
+def test_a_movable_voxel_seen_confidently_empty_is_vacated(held: int, movable: tuple[int, ...], p_empty: float,
+                                                           expect_cls: int, expect_vacated: int) -> None:
+    """Five views of class ``held`` (P(occupied) 0.98 each), then one with P(empty)
+    ``p_empty``: by hand, (5 * 0.98 + (1 - p_empty)) / 6 >= 0.55 keeps it occupied, unless
+    the old evidence is discounted (flip_keep 0 leaves the last view alone)."""
+    seen = np.zeros(SMALL_GRID.dims, dtype=bool)
+    seen[3, 3, 1] = True
+    mask = np.isin(np.arange(K), movable)
+    m = RollingSemanticMap(small_cfg(flip_keep=0.0, flip_confidence=0.9, decay=1.0), K, movable=mask)
+    for _ in range(5):
+        m.integrate(_one_voxel_frame(held, 0.9), seen, np.eye(4), SMALL_GRID)
+    assert m.render(np.eye(4), SMALL_GRID)[0][3, 3, 1] == held
+    stats = m.integrate(_one_voxel_frame(EMPTY, p_empty), seen, np.eye(4), SMALL_GRID)
+    assert (5 * 0.98 + (1 - p_empty)) / 6 >= 0.55  # without the rule, every case stays occupied
+    assert stats.vacated == m.vacated == expect_vacated and stats.flips == 0
+    assert m.render(np.eye(4), SMALL_GRID)[0][3, 3, 1] == expect_cls
+
+
 @pytest.mark.parametrize("prior_2, expect", [(None, 1), (0.1, 2), (0.3, 1)])
 def test_class_choice_divides_the_summed_evidence_by_the_prior(prior_2: float | None, expect: int) -> None:
     """Three frames of one voxel, each P(class 1) 0.6, P(class 2) 0.3: the sums keep that

@@ -52,8 +52,10 @@ class FusionConfig:
     # Occupied when the fused evidence of "not empty" reaches this probability.
     occupied_threshold: float = 0.55
     # Moving objects: when a new observation's most likely class is an occupied class
-    # other than the voxel's fused class, with probability >= flip_confidence, the
-    # voxel's old evidence is multiplied by flip_keep first (the object moved; a flip).
+    # other than the voxel's fused class, with probability >= flip_confidence, and either
+    # class is movable, the voxel's old evidence is multiplied by flip_keep first (the
+    # object moved; a flip). So is the occupancy evidence of a voxel whose fused class is
+    # movable when an observation says empty with probability >= flip_confidence (it left).
     flip_confidence: float = 0.9
     flip_keep: float = 0.25
     # A voxel predicted empty adds class evidence only when its P(occupied) is at least

@@ -23,7 +23,9 @@ agree on win over a common class that each frame leans to. Without a prior the c
 the most evidence wins. Old evidence fades by ``decay`` (class evidence by ``class_decay``)
 per frame, applied lazily when a voxel is next observed, and occupancy is scaled down to
 ``max_weight`` in total, so a per-frame update costs O(voxels in view) and the map keeps
-adapting. Moving objects: see ``FusionConfig``.
+adapting. Moving objects: see ``FusionConfig`` (a confident change of class where either
+class is movable, and a voxel of a movable class seen confidently empty, discount the old
+evidence).
 
 A frame enters by pushing each seen grid voxel to the map voxel that contains its centre
 (nearest); rendering pulls each grid voxel centre from the map voxel that contains it.
@@ -49,6 +51,7 @@ class IntegrateStats:
 
     updated: int  # map voxels that took evidence
     flips: int  # of those, voxels whose occupied class flipped (old evidence discounted)
+    vacated: int  # of those, voxels of a movable class seen confidently empty (old evidence discounted)
     window_shift: tuple[int, int, int]  # voxels the window moved along x, y, z
     cleared_slots: int  # slots cleared because they left the window
 
@@ -96,6 +99,8 @@ class RollingSemanticMap:
         self.movable = np.asarray(movable, dtype=bool)
         if self.movable.shape != (self.num_classes,):
             raise ValueError(f"movable must be a bool mask of {self.num_classes} classes, got shape {self.movable.shape}")
+        self._vacates = self.movable.copy()  # fused classes that a confident "empty" discounts
+        self._vacates[EMPTY] = False
         self.dims = cfg.dims
         n = int(np.prod(self.dims))
         self._occ = np.zeros(n, dtype=np.float32)  # sum w * P(occupied)
@@ -108,6 +113,7 @@ class RollingSemanticMap:
         self.origin: np.ndarray | None = None  # window corner, odometry voxel index (int64, 3)
         self.frame = 0
         self.flips = 0
+        self.vacated = 0
         self.resets = 0
         self._view: _GridView | None = None
         self._fade_tables: dict[float, np.ndarray] = {}
@@ -322,6 +328,9 @@ class RollingSemanticMap:
                     & (self.movable[top] | self.movable[best])]
         fade[has[flip]] *= np.float32(cfg.flip_keep)
         class_fade[flip] *= np.float32(cfg.flip_keep)
+        # A movable thing that left: its voxel seen confidently empty loses its old occupancy.
+        vacated = np.flatnonzero((p_occ <= np.float32(1.0 - cfg.flip_confidence)) & self._vacates[self._label[slots]])
+        fade[vacated] *= np.float32(cfg.flip_keep)
         occ *= fade
         occ += w * self._occupancy_evidence(p_occ)
         total *= fade
@@ -343,7 +352,9 @@ class RollingSemanticMap:
         self._label[slots] = np.where(self._is_occupied(occ, total), self._best[slots], EMPTY)
         n_flip = len(flip)
         self.flips += n_flip
-        return IntegrateStats(updated=int(len(slots)), flips=n_flip, window_shift=shift, cleared_slots=cleared)
+        self.vacated += len(vacated)
+        return IntegrateStats(updated=int(len(slots)), flips=n_flip, vacated=len(vacated), window_shift=shift,
+                              cleared_slots=cleared)
 
     def _class_rows(self, slots: np.ndarray) -> np.ndarray:
         """The class evidence rows of map slots, handing out a row to each slot that has

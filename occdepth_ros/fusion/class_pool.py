@@ -26,8 +26,7 @@ class ClassEvidencePool:
         rows = max(2, min(self.max_rows, int(self.max_rows * INITIAL_FRACTION)) + 1)
         self.evidence = np.zeros((rows, self.width), dtype=np.float32)
         self.stamp = np.zeros(rows, dtype=np.int32)
-        self._free = np.arange(rows - 1, NO_ROW, -1, dtype=np.int32)  # a stack: low rows go first
-        self._n_free = rows - 1
+        self.clear()
 
     @property
     def capacity(self) -> int:
@@ -63,7 +62,7 @@ class ClassEvidencePool:
         """Every row free and zero (the map was reset)."""
         self.evidence.fill(0)
         self.stamp.fill(0)
-        self._free = np.arange(len(self.stamp) - 1, NO_ROW, -1, dtype=np.int32)
+        self._free = np.arange(len(self.stamp) - 1, NO_ROW, -1, dtype=np.int32)  # a stack: low rows go first
         self._n_free = len(self._free)
 
     def _grow(self, short: int) -> None:

@@ -372,3 +372,61 @@ def test_a_map_finer_than_the_grid_takes_every_fine_voxel_in_view() -> None:
         labels, known = m.render(T, fine_grid)
         np.testing.assert_array_equal(known, upsample_labels(seen, 2))
         np.testing.assert_array_equal(labels[known], upsample_labels(probs.argmax(0), 2)[known])
+
+
+FINE_GRID = GridConfig(origin=SMALL_GRID.origin, dims=tuple(2 * d for d in SMALL_GRID.dims), voxel_size=VS / 2,
+                       project_scale=2)
+
+
+def _repeat(a: np.ndarray) -> np.ndarray:
+    """Each voxel of the last three axes as a 2 x 2 x 2 block."""
+    return a.repeat(2, -3).repeat(2, -2).repeat(2, -1)
+
+
+def test_a_map_twice_as_coarse_as_the_grid_is_the_map_of_the_coarse_frame() -> None:
+    """Random frames on the coarse grid, each voxel repeated as a block of the fine grid:
+    the coarse map fed the fine frames equals the map fed the coarse frames, at any pose
+    (the block mean of equal values is the value)."""
+    rng = np.random.default_rng(5)
+    cfg = small_cfg(decay=0.8, flip_keep=0.5)
+    coarse = RollingSemanticMap(cfg, K)
+    fine = RollingSemanticMap(cfg, K)
+    for t in range(6):
+        probs = rng.dirichlet([2.5, 0.5, 0.5, 0.5, 0.5, 0.5], size=SMALL_GRID.dims).astype(np.float32)
+        probs = probs.transpose(3, 0, 1, 2).copy()
+        seen = rng.random(SMALL_GRID.dims) < 0.7
+        T = yaw_pose_any(0.3 * t, (0.37 * t, 0.11 * t, 0.0))
+        coarse.integrate(probs, seen, T, SMALL_GRID)
+        stats = fine.integrate(_repeat(probs), _repeat(seen), T, FINE_GRID)
+        assert stats.updated <= int(seen.sum())  # blocks, not fine voxels, entered
+        for grid in (SMALL_GRID, FINE_GRID):
+            a, b = coarse.render(T, grid), fine.render(T, grid)
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
+    assert coarse.observed_voxels() == fine.observed_voxels() > 100
+
+
+@pytest.mark.parametrize("cars, last_is_car, expect", [(5, False, 1), (4, True, EMPTY)])
+def test_every_grid_voxel_of_a_block_counts(cars: int, last_is_car: bool, expect: int) -> None:
+    """One block of 8 fine voxels, ``cars`` of them car (P(occupied) 0.98), the others empty
+    (0.02): the block's P(occupied) is the mean, (cars * 0.98 + (8 - cars) * 0.02) / 8,
+    against 0.55; whichever voxel comes last does not decide."""
+    probs = np.full((K, *FINE_GRID.dims), 0.02 / (K - 1), np.float32)
+    probs[0] = 0.98
+    order = [(a, b, c) for a in (6, 7) for b in (4, 5) for c in (2, 3)]  # (7, 5, 3) is written last
+    car = order[-cars:] if last_is_car else order[:cars]
+    for ijk in car:
+        probs[(slice(None), *ijk)] = 0.02 / (K - 1)
+        probs[(1, *ijk)] = 0.98
+        probs[(0, *ijk)] = 0.02
+    seen = np.zeros(FINE_GRID.dims, dtype=bool)
+    seen[6:8, 4:6, 2:4] = True
+    m = RollingSemanticMap(small_cfg(), K)
+    m.integrate(probs, seen, np.eye(4), FINE_GRID)
+    labels, known = m.render(np.eye(4), SMALL_GRID)
+    assert known.sum() == 1 and known[3, 2, 1]
+    assert labels[3, 2, 1] == expect, (cars * 0.98 + (8 - cars) * 0.02) / 8
+    seen[7, 5, 3] = False  # a block not wholly seen takes no evidence
+    part = RollingSemanticMap(small_cfg(), K)
+    part.integrate(probs, seen, np.eye(4), FINE_GRID)
+    assert not part.render(np.eye(4), SMALL_GRID)[1].any()

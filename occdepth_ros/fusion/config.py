@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields, replace
 
 # Map extent in x and y, metres (centred on the robot).
 DEFAULT_EXTENT_XY_M = 102.4
+EMPTY = 0  # the class index of free space
 OCCUPANCY_MODES = ("probability", "log_odds_mean", "log_odds_sum")
 
 

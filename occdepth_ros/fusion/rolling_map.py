@@ -28,7 +28,9 @@ class is movable, and a voxel of a movable class seen confidently empty, discoun
 evidence).
 
 A frame enters by pushing each seen grid voxel to the map voxel that contains its centre
-(nearest); rendering pulls each grid voxel centre from the map voxel that contains it.
+(nearest); a map k times coarser than the grid takes the frame averaged over blocks of k^3
+grid voxels first (``block_frame``). Rendering pulls each grid voxel centre from the map
+voxel that contains it.
 """
 
 from __future__ import annotations
@@ -38,10 +40,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..geometry.poses import invert_rigid
+from .block_frame import block_factor, block_frame
 from .class_pool import NO_ROW, ClassEvidencePool
-from .config import FusionConfig
-
-EMPTY = 0  # the class index of free space
+from .config import EMPTY, FusionConfig
 FADE_TABLE = 64  # ages (frames) whose decay factor is looked up
 
 
@@ -300,6 +301,9 @@ class RollingSemanticMap:
         if T.shape != (4, 4) or not np.all(np.isfinite(T)):
             raise ValueError(f"T_odom_from_grid must be a finite 4x4 transform, got shape {T.shape}")
         cfg = self.cfg
+        k = block_factor(float(grid.voxel_size), cfg.voxel_size, dims)
+        if k > 1:  # a map k times coarser: every grid voxel of a block counts, at the coarse grid's cost
+            probs, seen, labels, grid = block_frame(probs, seen, grid, k, cfg.class_min_occupied)
         self.frame += 1
         shift, cleared = self.move_window(self.window_origin_for(T))
         slots, flat, w = self._correspondences(T, seen, grid)

@@ -17,6 +17,8 @@ from occdepth_ros.fusion.rolling_map import EMPTY
 from occdepth_ros.model.config import GridConfig
 
 VS = SMALL_GRID.voxel_size
+FINE_GRID = GridConfig(origin=SMALL_GRID.origin, dims=tuple(2 * d for d in SMALL_GRID.dims), voxel_size=VS / 2,
+                       project_scale=2)  # twice as fine as SMALL_GRID, the same box
 
 
 def small_cfg(**kw) -> FusionConfig:
@@ -361,21 +363,16 @@ def test_labels_argument_gives_the_same_map_as_the_slow_path() -> None:
 def test_a_map_finer_than_the_grid_takes_every_fine_voxel_in_view() -> None:
     """0.2 m map, 0.4 m grid: each fine voxel takes the grid voxel holding its centre, so
     rendering onto the grid's box at 0.2 m gives the grid's labels upsampled by two."""
-    fine_grid = GridConfig(origin=SMALL_GRID.origin, dims=tuple(2 * d for d in SMALL_GRID.dims), voxel_size=0.2,
-                           project_scale=2)
     cfg = FusionConfig.for_grid(SMALL_GRID, extent_xy_m=16.0, voxel_size=0.2)
     for T in (yaw_pose(0, (3, -2, 0), VS), yaw_pose(1, (1, 4, 1), VS)):
         m = RollingSemanticMap(cfg, K)
         probs = frame_probs(SMALL_GRID, T, VS)
         seen = wedge_seen(SMALL_GRID)
         m.integrate(probs, seen, T, SMALL_GRID)
-        labels, known = m.render(T, fine_grid)
+        labels, known = m.render(T, FINE_GRID)
         np.testing.assert_array_equal(known, upsample_labels(seen, 2))
         np.testing.assert_array_equal(labels[known], upsample_labels(probs.argmax(0), 2)[known])
 
-
-FINE_GRID = GridConfig(origin=SMALL_GRID.origin, dims=tuple(2 * d for d in SMALL_GRID.dims), voxel_size=VS / 2,
-                       project_scale=2)
 
 
 def _repeat(a: np.ndarray) -> np.ndarray:

@@ -191,12 +191,10 @@ def test_rendered_classes_match_voxel_classes(generator):
 
 
 @pytest.fixture(scope="module")
-def driving() -> SequenceGenerator:
+def driving(generator) -> SequenceGenerator:
     """The generator's world with its lane traffic driving."""
-    base = SynthConfig()
-    cfg = replace(base, seed=SEED, frames=FRAMES, voxel_every=VOXEL_EVERY, rig=base.rig.scaled(*SIZE),
-                  objects=replace(base.objects, traffic_speed_mps=TRAFFIC_SPEED))
-    return SequenceGenerator(cfg, SEQ)
+    cfg = generator.cfg
+    return SequenceGenerator(replace(cfg, objects=replace(cfg.objects, traffic_speed_mps=TRAFFIC_SPEED)), SEQ)
 
 
 def test_lane_traffic_drives_along_its_lane_and_the_rest_stands(generator, driving):

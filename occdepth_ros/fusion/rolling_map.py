@@ -316,7 +316,7 @@ class RollingSemanticMap:
         if cfg.free_weight != 1.0:
             w = np.where(p_occ < 0.5, w * np.float32(cfg.free_weight), w)
 
-        occ, total, stamp = self._occ[slots], self._total[slots], self._stamp[slots]
+        occ, total, stamp, fused = self._occ[slots], self._total[slots], self._stamp[slots], self._label[slots]
         fade = self._fade(self.frame - stamp, cfg.decay)
         slots_h = slots[has]
         rows = self._class_rows(slots_h)
@@ -328,12 +328,12 @@ class RollingSemanticMap:
         top = (p_cls[cand] * self.class_scale).argmax(1) + 1
         best = self._best[slots_h[cand]]
         confident = p_cls[cand, top - 1] >= cfg.flip_confidence
-        flip = cand[confident & (top != best) & (self._label[slots_h[cand]] != EMPTY)
+        flip = cand[confident & (top != best) & (fused[has[cand]] != EMPTY)
                     & (self.movable[top] | self.movable[best])]
         fade[has[flip]] *= np.float32(cfg.flip_keep)
         class_fade[flip] *= np.float32(cfg.flip_keep)
         # A movable thing that left: its voxel seen confidently empty loses its old occupancy.
-        vacated = np.flatnonzero((p_occ <= np.float32(1.0 - cfg.flip_confidence)) & self._vacates[self._label[slots]])
+        vacated = np.flatnonzero((p_occ <= np.float32(1.0 - cfg.flip_confidence)) & self._vacates[fused])
         fade[vacated] *= np.float32(cfg.flip_keep)
         occ *= fade
         occ += w * self._occupancy_evidence(p_occ)

@@ -1,4 +1,4 @@
-"""The node's MapFuser without ROS: odometry checks, frames without a pose, resets, and the
+"""The node's MapFuser without ROS: odometry checks, frames without a pose, resets, clearing, and the
 map's bird's-eye view and markers against hand-built scenes."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from occdepth_ros.classes import load_class_set
 from occdepth_ros.inference import Prediction
 from occdepth_ros.model.config import GridConfig
-from occdepth_ros.node.map_fusion import FRAME_CHANGED, WRONG_FRAME, MapFuser
+from occdepth_ros.node.map_fusion import CLEARED, FRAME_CHANGED, WRONG_FRAME, MapFuser
 from occdepth_ros.node.params import NodeParams
 from occdepth_ros.node.pose_buffer import ADDED, INVALID, JUMP, MISSING
 from occdepth_ros.resources import share_dir
@@ -93,6 +93,32 @@ def test_fused_map_voxels_bev_and_reset_on_a_jump() -> None:
     assert "jumped 1.50 m" in again.reset and f.map.resets == 1
     moved = {(tuple(np.round(c, 6)), int(l)) for c, l in zip(again.outputs.voxels.centres, again.outputs.voxels.labels)}
     assert moved == {((x + 1.5, y, z), c) for (x, y, z), c in got}
+
+
+
+def test_a_clear_request_waits_for_the_next_fused_frame() -> None:
+    f = fuser(odom_jump_m=1.0)
+    f.add_odometry(S, "odom", "velodyne", (0, 0, 0), IDENTITY_Q)
+    first = f.fuse(S, scene())
+    held = len(first.outputs.voxels.labels)
+    f.request_clear()
+    assert f.fuse(3 * S, scene()).status == MISSING  # no pose: the request waits, the map stays
+    assert f.map.resets == 0 and f.counters.clears == 0 and len(f.map.occupied()[1]) == held
+    f.add_odometry(2 * S, "odom", "velodyne", (0.5, 0, 0), IDENTITY_Q)  # a step, not a jump
+    cleared = f.fuse(2 * S, scene())
+    assert cleared.reset == CLEARED and f.map.resets == 1 and f.counters.clears == 1
+    # the map holds the new frame alone: the first frame's voxels the new one does not cover are gone
+    alone = fuser()
+    alone.add_odometry(2 * S, "odom", "velodyne", (0.5, 0, 0), IDENTITY_Q)
+    expected = alone.fuse(2 * S, scene()).outputs.voxels
+    assert np.array_equal(cleared.outputs.voxels.centres, expected.centres)
+    assert np.array_equal(cleared.outputs.voxels.labels, expected.labels)
+    # with a jump at the same time both reasons are named, and the map resets once
+    f.request_clear()
+    f.add_odometry(4 * S, "odom", "velodyne", (3.0, 0, 0), IDENTITY_Q)
+    both = f.fuse(4 * S, scene())
+    assert "jumped" in both.reset and both.reset.endswith("; " + CLEARED)
+    assert f.map.resets == 2 and f.counters.clears == 2
 
 
 def test_map_markers_keep_the_voxels_nearest_the_robot() -> None:

@@ -1,7 +1,7 @@
 """occdepth_node with fuse: true on real DDS: a bag written by occdepth-kitti2bag (with its
 odometry) replayed into the node gives the map that fusing the same frames at the same
 poses with the fusion core directly gives; without odometry the per-frame outputs go on and
-the node says why it cannot fuse; an odometry jump resets the map."""
+the node says why it cannot fuse; an odometry jump resets the map, and so does ~/map/clear."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid, Odometry
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import PointCloud2
+from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from helpers.dds import domain_id
@@ -23,6 +24,7 @@ from occdepth_ros.fusion.class_prior import load_class_prior
 from occdepth_ros.geometry.calib import fit_calibration
 from occdepth_ros.geometry.poses import grid_poses_from_camera_poses
 from occdepth_ros.node.frames import rotation_to_quaternion
+from occdepth_ros.node.map_fusion import CLEARED
 from occdepth_ros.node.stereo_sync import stamp_to_ns
 from occdepth_ros.node.voxel_outputs import OCC_OCCUPIED
 from occdepth_ros.resources import default_class_prior_path
@@ -225,3 +227,61 @@ def test_an_odometry_jump_resets_the_map(fed) -> None:
     published = cloud_points(h.messages("map_cloud")[-1])
     assert as_set(np.stack([published["x"], published["y"], published["z"]], 1), published["label"]) == \
         as_set(*after.occupied())
+
+
+def only_frame_map(h, seq, frame: str, T: np.ndarray) -> set:
+    """The map of one frame alone, fused offline."""
+    fuser = h.node.fuser
+    m = RollingSemanticMap(fuser.cfg, h.node.classes.n_classes, fuser.class_prior, h.node.classes.movable_mask())
+    pred = frame_probs(h.node, seq, frame)
+    m.integrate(pred.probs, pred.seen, T, h.node.processor.engine.cfg.grid, labels=pred.labels)
+    return as_set(*m.occupied())
+
+
+def published_map(h) -> set:
+    cloud = cloud_points(h.messages("map_cloud")[-1])
+    return as_set(np.stack([cloud["x"], cloud["y"], cloud["z"]], 1), cloud["label"])
+
+
+def test_clear_service_empties_the_map_before_the_next_frame(fed, capfd) -> None:
+    seq, h = fed
+    base = 2_000_000_000 * 10**9
+    frames = seq.frame_ids()[:3]
+    poses = [translation(0.0), translation(0.4), translation(0.8)]  # no jump: only the request resets
+    fuser = h.node.fuser
+    resets, clears = fuser.map.resets, fuser.counters.clears
+    start = h.count("map_cloud")
+
+    def fuse(i: int) -> None:
+        h.pub_odom.publish(odometry(base + i * 10**8, poses[i]))
+        time.sleep(0.2)
+        send_frame(h, seq, frames[i], base + i * 10**8)
+        h.wait_for("map_cloud", start + i + 1)
+
+    # a restart of the pose buffer (these stamps follow the previous test's) would reset too
+    fuse(0)
+    resets = fuser.map.resets
+    fuse(1)
+    assert fuser.map.resets == resets and published_map(h) != only_frame_map(h, seq, frames[1], poses[1])
+    client = h.io.create_client(Trigger, f"{NODE}/map/clear")
+    assert client.wait_for_service(timeout_sec=TIMEOUT_S)
+    future = client.call_async(Trigger.Request())
+    deadline = time.monotonic() + TIMEOUT_S
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    response = future.result()
+    assert response.success and "clears before the next fused frame" in response.message
+    assert fuser.map.resets == resets  # nothing changes until a frame is fused
+    fuse(2)
+    assert fuser.map.resets == resets + 1 and fuser.counters.clears == clears + 1
+    assert published_map(h) == only_frame_map(h, seq, frames[2], poses[2])  # frames 0 and 1 are gone
+    err = capfd.readouterr().err
+    assert "fuse: map cleared on request" in err and "map reset (" + CLEARED not in err  # info, not a warning
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        values = [{kv.key: kv.value for kv in s.values} for m in h.messages("diag") for s in m.status]
+        values = [v for v in values if "fuse_map_clears" in v]
+        if values and values[-1]["fuse_map_clears"] == str(clears + 1):
+            break
+        time.sleep(0.1)
+    assert values[-1]["fuse_map_clears"] == str(clears + 1)

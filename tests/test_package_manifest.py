@@ -34,6 +34,7 @@ MODULE_KEY: dict[str, str | None] = {
     "nav_msgs": "nav_msgs",
     "visualization_msgs": "visualization_msgs",
     "diagnostic_msgs": "diagnostic_msgs",
+    "std_srvs": "std_srvs",
     "tf2_ros": "tf2_ros",
     "tf2_msgs": "tf2_msgs",
     "launch": "launch",

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 X86_ONLY = {
     "ros-jazzy-rclpy", "ros-jazzy-builtin-interfaces", "ros-jazzy-std-msgs", "ros-jazzy-geometry-msgs",
     "ros-jazzy-sensor-msgs", "ros-jazzy-nav-msgs", "ros-jazzy-visualization-msgs",
-    "ros-jazzy-diagnostic-msgs", "ros-jazzy-lifecycle-msgs",
+    "ros-jazzy-diagnostic-msgs", "ros-jazzy-std-srvs", "ros-jazzy-lifecycle-msgs",
     "onnxruntime-openvino", "tensorrt-rtx-cu13-libs", "tensorrt-rtx-cu13-bindings",
 }
 # On a Jetson ROS 2 is the system's (Humble from apt), so no ROS wheel is installed there,

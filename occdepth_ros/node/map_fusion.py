@@ -6,7 +6,8 @@ One ``MapFuser`` per node. The odometry callback hands each message's fields to
 post-network stage calls ``fuse`` with each frame's prediction. A frame without a pose
 (odometry missing, too old, a gap) is not fused: the result says why and the node keeps
 publishing the single-frame outputs. A jump or a restart of the odometry (the pose
-buffer's generation changes) resets the map before the next frame enters.
+buffer's generation changes) resets the map before the next frame enters, and so does a
+request to clear it (``request_clear``, from any thread: the thread that fuses owns the map).
 
 Outputs, in the odometry frame (the odometry messages' ``header.frame_id``, or
 ``odom_frame`` with TF), stamped with the frame's image stamp:
@@ -18,6 +19,7 @@ Outputs, in the odometry frame (the odometry messages' ``header.frame_id``, or
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -35,6 +37,7 @@ from .voxel_outputs import BevGrid, OccupiedVoxels, VoxelCloud, bev_occupancy, v
 
 WRONG_FRAME = "wrong_frame"  # add_odometry: child_frame_id is not the grid frame
 FRAME_CHANGED = "frame_changed"  # add_odometry: header.frame_id differs from the map's frame
+CLEARED = "cleared on request"  # FuseResult.reset: request_clear emptied the map
 MAP_OUTPUTS = frozenset({"map_cloud", "map_voxels"})  # wanted-output names of the map (the BEV is always made)
 
 
@@ -65,6 +68,7 @@ class FuseCounters:
     frames_unfused: int = 0  # frames without a pose
     wrong_frame: int = 0  # odometry messages for another child frame
     frame_changed: int = 0  # odometry messages in another frame than the map's
+    clears: int = 0  # maps emptied on request (also counted in the map's resets)
     last_missing: str = field(default="")
     last_fuse_ms: float = 0.0  # integrate + the map's outputs, latest fused frame (excludes the pose wait)
 
@@ -86,6 +90,7 @@ class MapFuser:
         self.map_frame: str | None = params.odom_frame if params.use_tf else None  # topic: the first message's
         self._lookup = lookup or (lambda buf, stamp: buf.pose_at(stamp, wait_s=params.odom_wait_s))
         self._generation = 0
+        self._clear = threading.Event()
         self.counters = FuseCounters()
 
     # -- odometry --------------------------------------------------------------------
@@ -112,6 +117,11 @@ class MapFuser:
         """A pose from elsewhere (TF), already in the map's frame."""
         return self.buffer.add(stamp_ns, T_odom_from_grid)
 
+    def request_clear(self) -> None:
+        """Empty the map before the next fused frame enters (safe from any thread; the map's
+        outputs follow with that frame)."""
+        self._clear.set()
+
     # -- frames ----------------------------------------------------------------------
     def fuse(self, stamp_ns: int, prediction: Prediction, outputs: frozenset[str] = MAP_OUTPUTS) -> FuseResult:
         """Integrate one frame's ``prediction.probs`` at the pose of ``stamp_ns``; the map's
@@ -124,11 +134,17 @@ class MapFuser:
             self.counters.last_missing = pose.reason
             return FuseResult(MISSING, reason=pose.reason)
         start = time.perf_counter()
-        reset = ""
+        why = []
         if pose.generation != self._generation:
-            reset = self.buffer.counters.last_restart
-            self.map.reset()  # counted in map.resets
+            why.append(self.buffer.counters.last_restart)
             self._generation = pose.generation
+        if self._clear.is_set():
+            self._clear.clear()
+            why.append(CLEARED)
+            self.counters.clears += 1
+        if why:
+            self.map.reset()  # counted in map.resets
+        reset = "; ".join(why)
         self.map.integrate(prediction.probs, prediction.seen, pose.T, self.grid, labels=prediction.labels)
         self.counters.frames_fused += 1
         out = self.outputs(stamp_ns, pose.T, outputs)

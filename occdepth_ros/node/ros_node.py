@@ -23,7 +23,8 @@ With ``fuse``, every frame also enters a temporal map (map_fusion.MapFuser) thro
 at its stamp, from ``odom_topic`` (nav_msgs/Odometry) or TF; the map is published in the
 odometry frame: ``~/map/voxels`` (PointCloud2), ``~/map/occupancy`` (OccupancyGrid), both
 latched, and ``~/map/voxel_markers`` at the marker rate. A frame without a pose is not fused
-(warned, counted in the diagnostics); its own outputs go out as always.
+(warned, counted in the diagnostics); its own outputs go out as always. ``~/map/clear``
+(std_srvs/Trigger) empties the map before the next fused frame.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from rclpy.qos import (
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from nav_msgs.msg import OccupancyGrid, Odometry
 from std_msgs.msg import Float64
+from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 from diagnostic_msgs.msg import DiagnosticArray
 
@@ -69,7 +71,7 @@ from occdepth_export.backends import create_backend
 from .frames import frames_summary, grid_pose_in_camera
 from .input_qos import IMAGE_DEPTH, auto_best_effort
 from .latest_slot import LatestSlot
-from .map_fusion import FRAME_CHANGED, WRONG_FRAME, FuseResult, MapFuser
+from .map_fusion import CLEARED, FRAME_CHANGED, WRONG_FRAME, FuseResult, MapFuser
 from .messages import diagnostic_array, label_grid, make_header, marker_array, occupancy_grid, point_cloud2
 from .param_specs import SPECS, ParamSpec, field_kinds
 from .params import NodeParams
@@ -301,6 +303,7 @@ class OccDepthNode(Node):
             self.pub_map_markers = self.create_publisher(MarkerArray, "~/map/voxel_markers", out,
                                                          event_callbacks=events())
             self._last_map_marker_time = 0.0
+            self.srv_clear = self.create_service(Trigger, "~/map/clear", self._on_clear_map)
             if p.use_tf:
                 self._tf_buffer = TfBuffer()
                 self._tf_listener = TransformListener(self._tf_buffer, self, spin_thread=True)
@@ -551,6 +554,15 @@ class OccDepthNode(Node):
         self.pub_time.publish(Float64(data=r.processing_s * 1e3))
         self.pub_latency.publish(Float64(data=latency_s * 1e3))
 
+    def _on_clear_map(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """~/map/clear: the map empties before the next fused frame (the fusing thread owns
+        it), and its latched outputs follow with that frame."""
+        self.fuser.request_clear()
+        response.success = True
+        response.message = "the map clears before the next fused frame"
+        self.get_logger().info(f"fuse: {response.message} (~/map/clear)")
+        return response
+
     def _pose_source(self) -> str:
         """Where the map's poses come from, as log lines and diagnostics name it."""
         p = self.params
@@ -565,7 +577,9 @@ class OccDepthNode(Node):
         if f.status == FUSION_FAILED:
             self._warn("fusion_failed", f"fuse: fusing a frame failed ({f.reason}); the single-frame outputs go on")
             return
-        if f.reset:
+        if f.reset == CLEARED:
+            self.get_logger().info("fuse: map cleared on request")
+        elif f.reset:
             self._warn("map_reset", f"fuse: map reset ({f.reset}; {self._pose_source()})")
         m = f.outputs
         header = make_header(m.stamp_ns, m.frame_id)
@@ -595,7 +609,8 @@ class OccDepthNode(Node):
         if new[2]:
             problems.append(f"{new[2]} odometry message(s) out of order on {source}")
         values = {"fuse_frames_fused": str(c.frames_fused), "fuse_frames_unfused": str(c.frames_unfused),
-                  "fuse_map_resets": str(self.fuser.map.resets), "odom_received": str(b.received),
+                  "fuse_map_resets": str(self.fuser.map.resets), "fuse_map_clears": str(c.clears),
+                  "odom_received": str(b.received),
                   "odom_out_of_order": str(b.out_of_order), "odom_jumps": str(b.jumps),
                   "odom_restarts": str(b.restarts), "odom_late": str(b.late), "odom_missing": str(b.missing),
                   "odom_invalid": str(b.invalid), "odom_wrong_frame": str(c.wrong_frame + c.frame_changed),

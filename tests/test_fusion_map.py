@@ -374,7 +374,6 @@ def test_a_map_finer_than_the_grid_takes_every_fine_voxel_in_view() -> None:
         np.testing.assert_array_equal(labels[known], upsample_labels(probs.argmax(0), 2)[known])
 
 
-
 def _repeat(a: np.ndarray) -> np.ndarray:
     """Each voxel of the last three axes as a 2 x 2 x 2 block."""
     return a.repeat(2, -3).repeat(2, -2).repeat(2, -1)

@@ -53,6 +53,12 @@ def as_set(centres: np.ndarray, labels: np.ndarray) -> set[tuple[float, float, f
     return {(float(x), float(y), float(z), int(c)) for (x, y, z), c in zip(np.asarray(centres, np.float32), labels)}
 
 
+def cloud_set(msg: PointCloud2) -> set[tuple[float, float, float, int]]:
+    """A map cloud's voxels as ``as_set`` gives them."""
+    cloud = cloud_points(msg)
+    return as_set(np.stack([cloud["x"], cloud["y"], cloud["z"]], 1), cloud["label"])
+
+
 def frame_probs(node, seq, frame: str):
     """The frame's prediction with class probabilities, from the node's own engine and the
     calibration it fitted (called once the node is idle)."""
@@ -101,10 +107,7 @@ def test_the_map_from_a_replayed_bag_is_the_offline_fusion_of_the_same_frames(re
         offline.integrate(pred.probs, pred.seen, T, grid, labels=pred.labels)
     centres, labels = offline.occupied()
     assert len(labels) > 1000  # a scene, not an empty map
-    last = got["map_cloud"][-1]
-    published = cloud_points(last)
-    assert as_set(np.stack([published["x"], published["y"], published["z"]], 1), published["label"]) == \
-        as_set(centres, labels)
+    assert cloud_set(got["map_cloud"][-1]) == as_set(centres, labels)
     assert node.fuser.map.class_voxels() == offline.class_voxels() > 0  # the same voxels hold class evidence
     assert node.fuser.counters.frames_fused == FRAMES and node.fuser.counters.frames_unfused == 0
     assert node.fuser.buffer.counters.received == FRAMES and node.fuser.map.resets == 0
@@ -178,6 +181,25 @@ def translation(x: float) -> np.ndarray:
     return T
 
 
+def fuse_frame(h, seq, frame: str, stamp_ns: int, T: np.ndarray) -> None:
+    """The pose first (else the node waits odom_wait_s for it), then the pair; returns once
+    the map it makes is published."""
+    n = h.count("map_cloud")
+    h.pub_odom.publish(odometry(stamp_ns, T))
+    time.sleep(0.2)
+    send_frame(h, seq, frame, stamp_ns)
+    h.wait_for("map_cloud", n + 1)
+
+
+def only_frame_map(h, seq, frame: str, T: np.ndarray) -> set:
+    """The map of one frame alone, fused offline with the node's settings."""
+    fuser = h.node.fuser
+    m = RollingSemanticMap(fuser.cfg, h.node.classes.n_classes, fuser.class_prior, h.node.classes.movable_mask())
+    pred = frame_probs(h.node, seq, frame)
+    m.integrate(pred.probs, pred.seen, T, h.node.processor.engine.cfg.grid, labels=pred.labels)
+    return as_set(*m.occupied())
+
+
 def test_without_odometry_the_frame_outputs_go_on_and_the_node_says_why(fed, capfd) -> None:
     seq, h = fed
     base = 1_800_000_000 * 10**9
@@ -212,35 +234,12 @@ def test_an_odometry_jump_resets_the_map(fed) -> None:
     base = 1_900_000_000 * 10**9
     frames = seq.frame_ids()[:3]
     poses = [translation(0.0), translation(0.4), translation(3.0)]  # 2.6 m > odom_jump_m 1 m
-    start = h.count("map_cloud")
     for i, (frame, T) in enumerate(zip(frames, poses)):
-        h.pub_odom.publish(odometry(base + i * 10**8, T))
-        time.sleep(0.2)  # the pose is in before the images (the node would wait odom_wait_s otherwise)
-        send_frame(h, seq, frame, base + i * 10**8)
-        h.wait_for("map_cloud", start + i + 1)
+        fuse_frame(h, seq, frame, base + i * 10**8, T)
     fuser = h.node.fuser
     assert fuser.buffer.counters.jumps == 1 and fuser.map.resets == 1
-    after = RollingSemanticMap(fuser.cfg, h.node.classes.n_classes, fuser.class_prior,
-                               h.node.classes.movable_mask())  # only the frame after the jump
-    pred = frame_probs(h.node, seq, frames[2])
-    after.integrate(pred.probs, pred.seen, poses[2], h.node.processor.engine.cfg.grid, labels=pred.labels)
-    published = cloud_points(h.messages("map_cloud")[-1])
-    assert as_set(np.stack([published["x"], published["y"], published["z"]], 1), published["label"]) == \
-        as_set(*after.occupied())
-
-
-def only_frame_map(h, seq, frame: str, T: np.ndarray) -> set:
-    """The map of one frame alone, fused offline."""
-    fuser = h.node.fuser
-    m = RollingSemanticMap(fuser.cfg, h.node.classes.n_classes, fuser.class_prior, h.node.classes.movable_mask())
-    pred = frame_probs(h.node, seq, frame)
-    m.integrate(pred.probs, pred.seen, T, h.node.processor.engine.cfg.grid, labels=pred.labels)
-    return as_set(*m.occupied())
-
-
-def published_map(h) -> set:
-    cloud = cloud_points(h.messages("map_cloud")[-1])
-    return as_set(np.stack([cloud["x"], cloud["y"], cloud["z"]], 1), cloud["label"])
+    # only the frame after the jump
+    assert cloud_set(h.messages("map_cloud")[-1]) == only_frame_map(h, seq, frames[2], poses[2])
 
 
 def test_clear_service_empties_the_map_before_the_next_frame(fed, capfd) -> None:
@@ -249,20 +248,17 @@ def test_clear_service_empties_the_map_before_the_next_frame(fed, capfd) -> None
     frames = seq.frame_ids()[:3]
     poses = [translation(0.0), translation(0.4), translation(0.8)]  # no jump: only the request resets
     fuser = h.node.fuser
-    resets, clears = fuser.map.resets, fuser.counters.clears
-    start = h.count("map_cloud")
+    clears = fuser.counters.clears
 
     def fuse(i: int) -> None:
-        h.pub_odom.publish(odometry(base + i * 10**8, poses[i]))
-        time.sleep(0.2)
-        send_frame(h, seq, frames[i], base + i * 10**8)
-        h.wait_for("map_cloud", start + i + 1)
+        fuse_frame(h, seq, frames[i], base + i * 10**8, poses[i])
 
     # a restart of the pose buffer (these stamps follow the previous test's) would reset too
     fuse(0)
     resets = fuser.map.resets
     fuse(1)
-    assert fuser.map.resets == resets and published_map(h) != only_frame_map(h, seq, frames[1], poses[1])
+    assert fuser.map.resets == resets
+    assert cloud_set(h.messages("map_cloud")[-1]) != only_frame_map(h, seq, frames[1], poses[1])
     client = h.io.create_client(Trigger, f"{NODE}/map/clear")
     assert client.wait_for_service(timeout_sec=TIMEOUT_S)
     future = client.call_async(Trigger.Request())
@@ -274,7 +270,8 @@ def test_clear_service_empties_the_map_before_the_next_frame(fed, capfd) -> None
     assert fuser.map.resets == resets  # nothing changes until a frame is fused
     fuse(2)
     assert fuser.map.resets == resets + 1 and fuser.counters.clears == clears + 1
-    assert published_map(h) == only_frame_map(h, seq, frames[2], poses[2])  # frames 0 and 1 are gone
+    # frames 0 and 1 are gone
+    assert cloud_set(h.messages("map_cloud")[-1]) == only_frame_map(h, seq, frames[2], poses[2])
     err = capfd.readouterr().err
     assert "fuse: map cleared on request" in err and "map reset (" + CLEARED not in err  # info, not a warning
     deadline = time.monotonic() + TIMEOUT_S

@@ -23,7 +23,9 @@ CANDIDATE_OCCUPIED = 0.2
 
 @dataclass(frozen=True)
 class BlockGrid:
-    """The coarse grid: the fine grid's origin, its dims divided by k, k times its voxel."""
+    """The coarse grid: the fine grid's origin, its dims divided by k, k times its voxel.
+    The fields of ``GridConfig`` that the map reads; not ``GridConfig`` itself, whose package
+    imports the network (and torch) into this NumPy-only core."""
 
     origin: tuple[float, float, float]
     dims: tuple[int, int, int]
@@ -51,12 +53,13 @@ def block_frame(probs: np.ndarray, seen: np.ndarray, grid, k: int,
     n_cls = probs.shape[0]
     _, ny, nz = probs.shape[1:]
     scale = np.float32(1.0 / k ** 3)
-    first, *rest = _offsets(k)
+    offsets = _offsets(k)
+    first, *rest = offsets
     p_empty = probs[(EMPTY, *(slice(o, None, k) for o in first))].astype(np.float32)  # a copy
     for a, b, c in rest:
         p_empty += probs[EMPTY, a::k, b::k, c::k]
     p_empty *= scale
-    block_seen = np.logical_and.reduce([seen[a::k, b::k, c::k] for a, b, c in _offsets(k)])
+    block_seen = np.logical_and.reduce([seen[a::k, b::k, c::k] for a, b, c in offsets])
     dims = p_empty.shape
     out = np.zeros((n_cls, *dims), dtype=np.float32)
     out[EMPTY] = p_empty
@@ -66,7 +69,7 @@ def block_frame(probs: np.ndarray, seen: np.ndarray, grid, k: int,
     if len(cand):
         i, j, l = np.unravel_index(cand, dims)
         flat = probs.reshape(n_cls, -1)
-        members = [((i * k + a) * ny + (j * k + b)) * nz + (l * k + c) for a, b, c in _offsets(k)]
+        members = [((i * k + a) * ny + (j * k + b)) * nz + (l * k + c) for a, b, c in offsets]
         mean = np.take(flat, members[0], axis=1).astype(np.float32)
         for m in members[1:]:
             mean += np.take(flat, m, axis=1)
